@@ -1,0 +1,97 @@
+// pybind11 bindings: whole numpy arrays cross the boundary, and the GIL is released while the
+// core works. Argument checking that needs Python types lives in weightless/filter.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "weightless.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using KeyArray = py::array_t<uint64_t, py::array::c_style>;
+
+wl::Filter build(KeyArray keys, py::array_t<uint32_t, py::array::c_style> values, uint32_t value_bits,
+                 uint32_t cell_bits, uint64_t seed, uint32_t arity, uint64_t piece_keys, unsigned threads) {
+    if (keys.ndim() != 1 || values.ndim() != 1) throw std::invalid_argument("keys and values must be 1-D arrays");
+    if (keys.shape(0) != values.shape(0))
+        throw std::invalid_argument("keys and values differ in length: " + std::to_string(keys.shape(0)) + " vs " +
+                                    std::to_string(values.shape(0)));
+    wl::BuildOptions options;
+    options.value_bits = value_bits;
+    options.cell_bits = cell_bits;
+    options.seed = seed;
+    options.arity = arity;
+    options.piece_keys = piece_keys;
+    options.threads = threads;
+    py::gil_scoped_release release;
+    return wl::build_filter(keys.data(), values.data(), size_t(keys.shape(0)), options);
+}
+
+template <typename Out, typename Fn>
+py::array_t<Out> map_keys(const wl::Filter& f, KeyArray keys, Fn fn) {
+    if (keys.ndim() != 1) throw std::invalid_argument("keys must be a 1-D array");
+    py::array_t<Out> out(keys.shape(0));
+    const uint64_t* in = keys.data();
+    Out* dst = out.mutable_data();
+    py::gil_scoped_release release;
+    fn(f, in, size_t(keys.shape(0)), dst);
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "weightless C++ core: Bloomier filter construction, queries and serialization";
+    m.attr("FORMAT_VERSION") = wl::kFormatVersion;
+    m.attr("DEFAULT_PIECE_KEYS") = wl::kDefaultPieceKeys;
+
+    py::class_<wl::Filter>(m, "Filter")
+        .def_static("build", &build, py::arg("keys"), py::arg("values"), py::arg("value_bits"), py::arg("cell_bits"),
+                    py::arg("seed"), py::arg("arity"), py::arg("piece_keys"), py::arg("threads"))
+        .def("query_raw",
+             [](const wl::Filter& f, KeyArray keys) { return map_keys<uint32_t>(f, keys, wl::query_raw); })
+        .def("query_values",
+             [](const wl::Filter& f, KeyArray keys) { return map_keys<int32_t>(f, keys, wl::query_values); })
+        .def("decode_range",
+             [](const wl::Filter& f, uint64_t begin, uint64_t end) {
+                 if (end < begin) throw std::invalid_argument("decode_range: stop < start");
+                 py::array_t<int32_t> out(py::ssize_t(end - begin));
+                 int32_t* dst = out.mutable_data();
+                 py::gil_scoped_release release;
+                 wl::decode_range(f, begin, end, dst);
+                 return out;
+             })
+        .def("to_bytes",
+             [](const wl::Filter& f) {
+                 std::vector<uint8_t> bytes;
+                 {
+                     py::gil_scoped_release release;
+                     bytes = wl::serialize(f);
+                 }
+                 return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+             })
+        .def_static("from_bytes",
+                    [](py::buffer data) {
+                        py::buffer_info info = data.request();
+                        if (info.itemsize != 1 || info.ndim > 1)
+                            throw std::invalid_argument("from_bytes expects a bytes-like object");
+                        const uint8_t* ptr = static_cast<const uint8_t*>(info.ptr);
+                        size_t size = size_t(info.size);
+                        py::gil_scoped_release release;
+                        return wl::deserialize(ptr, size);
+                    })
+        .def_property_readonly("nbytes", [](const wl::Filter& f) { return wl::serialized_size(f); })
+        .def_property_readonly("num_cells", [](const wl::Filter& f) { return f.cells.size(); })
+        .def_property_readonly("num_pieces", [](const wl::Filter& f) { return f.pieces.size(); })
+        .def_property_readonly("num_keys", [](const wl::Filter& f) { return f.num_keys; })
+        .def_property_readonly("value_bits", [](const wl::Filter& f) { return f.value_bits; })
+        .def_property_readonly("cell_bits", [](const wl::Filter& f) { return f.cell_bits; })
+        .def_property_readonly("arity", [](const wl::Filter& f) { return f.arity; })
+        .def_property_readonly("seed", [](const wl::Filter& f) { return f.seed; });
+
+    m.def("crc32", [](py::bytes data) {
+        std::string s = data;
+        return wl::crc32(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    });
+}

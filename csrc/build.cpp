@@ -1,0 +1,342 @@
+// Construction: partition keys into pieces, then peel each piece's 3- or 4-uniform hypergraph.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <cstdio>
+#include <cstdlib>
+
+#include "hash.h"
+#include "weightless.h"
+
+namespace wl {
+namespace {
+
+constexpr uint32_t kMaxAttempts = 64;
+constexpr uint32_t kAttemptsPerSize = 4;  // after this many failed seeds, grow the table
+constexpr uint64_t kMaxPieceKeys = uint64_t(1) << 24;  // key indices are 24-bit while peeling
+
+struct PieceShape {
+    uint32_t segment_length_log2;
+    uint32_t segment_count;
+};
+
+// Table size for n keys. Segment length and space factor follow binary fuse filters (Graf &
+// Lemire 2022, their measured thresholds); every kAttemptsPerSize failures add 2% of cells.
+PieceShape piece_shape(uint64_t n, uint32_t arity, uint32_t attempt) {
+    if (n == 0) return {0, 0};
+    double ln_n = std::log(double(std::max<uint64_t>(n, 2)));
+    double length_log2 = arity == 3 ? ln_n / std::log(3.33) + 2.25 : ln_n / std::log(2.91) - 0.5;
+    double factor = arity == 3 ? std::max(1.125, 0.875 + 0.25 * std::log(1e6) / ln_n)
+                               : std::max(1.075, 0.77 + 0.305 * std::log(6e5) / ln_n);
+    factor *= 1.0 + 0.02 * (attempt / kAttemptsPerSize);
+    uint32_t log2 = uint32_t(std::clamp(std::floor(length_log2), 0.0, double(kMaxSegmentLengthLog2)));
+    uint64_t length = uint64_t(1) << log2;
+    uint64_t capacity = uint64_t(std::ceil(double(n) * factor));
+    // Round to the nearest whole segment rather than up: the bounded retries absorb the rare
+    // failure, and rounding up would cost up to a full segment of cells on every piece.
+    uint64_t total_segments = std::max<uint64_t>(arity, (capacity + length / 2) / length);
+    return {log2, uint32_t(total_segments - (arity - 1))};
+}
+
+void check_options(const BuildOptions& o) {
+    if (o.value_bits < 1 || o.value_bits > kMaxValueBits)
+        throw std::invalid_argument("value_bits must be in [1, 16], got " + std::to_string(o.value_bits));
+    if (o.cell_bits < o.value_bits || o.cell_bits > kMaxCellBits)
+        throw std::invalid_argument("cell_bits must be in [value_bits, 32] = [" + std::to_string(o.value_bits) +
+                                    ", 32], got " + std::to_string(o.cell_bits));
+    if (o.arity != 3 && o.arity != 4)
+        throw std::invalid_argument("arity must be 3 or 4, got " + std::to_string(o.arity));
+    if (o.piece_keys > kMaxPieceKeys)
+        throw std::invalid_argument("piece_keys must be at most 2^24, got " + std::to_string(o.piece_keys));
+}
+
+[[noreturn]] void throw_duplicate(uint64_t key) {
+    throw std::invalid_argument("duplicate key " + std::to_string(key) + ": keys must be distinct");
+}
+
+// Keys of one piece, and the table built for them.
+struct PieceJob {
+    const uint64_t* keys = nullptr;
+    const uint32_t* values = nullptr;
+    uint32_t num_keys = 0;
+    bool keys_known_distinct = false;
+    Piece piece;
+    std::vector<uint32_t> table;
+};
+
+inline void prefetch(const void* p) {
+#if defined(__GNUC__)
+    __builtin_prefetch(p);
+#else
+    (void)p;
+#endif
+}
+
+// A peeling cell packs (number of keys) << 26 | (XOR of their slot numbers) << 24 | (XOR of their
+// indices), as binary fuse filters do: a cell left with one key names it directly. Four bytes
+// a cell keep the table's sliding window in cache. Once every key is peeled, every cell is zero
+// again, and the same array becomes the piece's table of t-bit cells.
+constexpr uint32_t kIndexBits = 24;
+constexpr uint32_t kIndexMask = (uint32_t(1) << kIndexBits) - 1;
+constexpr uint32_t kCountShift = 26;
+constexpr uint32_t kMaxCount = 63;
+
+struct SortedKey {
+    KeyHash hash;
+    uint32_t value;
+};
+
+// Scratch reused across the attempts and pieces one thread builds.
+struct Peeler {
+    std::vector<SortedKey> keys;       // hashed keys ordered by first segment (cache locality)
+    std::vector<uint32_t> bucket;      // per segment: next free slot of the counting sort
+    std::vector<uint32_t> table;       // per cell: count | slot XOR | key index XOR, as above
+    std::vector<uint32_t> order;       // key index << 2 | slot it was peeled from, in peeling order
+    std::vector<uint32_t> alone;       // cells with exactly one key left, behind the sweep
+
+    // Returns false if this seed and size do not peel.
+    bool peel(const PieceJob& job, uint32_t arity, const PieceGeometry& g, uint32_t segment_count,
+              uint32_t segment_length_log2, uint64_t hash_seed, uint32_t num_cells) {
+        const uint32_t n = job.num_keys;
+        // Counting sort by first segment, so the cell updates below sweep the table in order.
+        bucket.assign(size_t(segment_count) + 1, 0);
+        auto segment_of = [&](const KeyHash& h) {
+            return uint32_t((uint64_t(h.x) * g.first_cells) >> 32) >> segment_length_log2;
+        };
+        for (uint32_t i = 0; i < n; ++i) ++bucket[segment_of(hash_key(job.keys[i], hash_seed)) + 1];
+        for (uint32_t s = 0; s < segment_count; ++s) bucket[s + 1] += bucket[s];
+        keys.resize(n);
+        for (uint32_t i = 0; i < n; ++i) {
+            KeyHash h = hash_key(job.keys[i], hash_seed);
+            keys[bucket[segment_of(h)]++] = {h, job.values[i]};
+        }
+
+        // The window of cells in use slides up the table; fetch the segment it is about to
+        // enter, which would otherwise be a run of cache misses.
+        const uint32_t ahead = arity * g.segment_length;
+        table.assign(num_cells, 0);
+        uint32_t cells[4];
+        for (uint32_t k = 0; k < n; ++k) {
+            key_cells(keys[k].hash, g, arity, cells);
+            if (cells[0] + ahead < num_cells) prefetch(&table[cells[0] + ahead]);
+            for (uint32_t j = 0; j < arity; ++j) {
+                uint32_t& c = table[cells[j]];
+                if ((c >> kCountShift) == kMaxCount) return false;  // hopeless, and the count would wrap
+                c = (c + (uint32_t(1) << kCountShift)) ^ (j << kIndexBits) ^ k;
+            }
+        }
+
+        // Peel in one sweep over the cells. The coupled layout peels as a wave along the table,
+        // so a cell that becomes alone ahead of the sweep waits for it, and only cells behind
+        // the sweep are peeled at once: the working set stays a few segments wide, in cache.
+        order.resize(n);
+        uint32_t peeled = 0;
+        for (uint32_t sweep = 0; sweep < num_cells; ++sweep) {
+            alone.push_back(sweep);
+            if (sweep + ahead < num_cells) prefetch(&table[sweep + ahead]);
+            while (!alone.empty()) {
+                uint32_t only = table[alone.back()];
+                alone.pop_back();
+                if ((only >> kCountShift) != 1) continue;  // not alone, or lost its key since queued
+                uint32_t k = only & kIndexMask;
+                uint32_t slot = (only >> kIndexBits) & 3;
+                order[peeled++] = k << 2 | slot;
+                key_cells(keys[k].hash, g, arity, cells);
+                for (uint32_t j = 0; j < arity; ++j) {
+                    uint32_t& c = table[cells[j]];
+                    c = (c - (uint32_t(1) << kCountShift)) ^ (j << kIndexBits) ^ k;
+                    if (j != slot && cells[j] <= sweep && (c >> kCountShift) == 1) alone.push_back(cells[j]);
+                }
+            }
+        }
+        return peeled == n;
+    }
+
+    // Assign cells in reverse peeling order: each key's peeled cell was free when it was
+    // peeled, so setting it last satisfies the key's equation without disturbing earlier ones.
+    // The table is all zero after a complete peel and becomes the piece's cells.
+    void assign(uint32_t arity, const PieceGeometry& g, uint32_t cell_mask) {
+        uint32_t cells[4];
+        const uint32_t behind = g.segment_length;
+        for (size_t i = order.size(); i-- > 0;) {
+            const SortedKey& key = keys[order[i] >> 2];
+            uint32_t slot = order[i] & 3;
+            key_cells(key.hash, g, arity, cells);
+            if (cells[0] >= behind) prefetch(&table[cells[0] - behind]);  // the window slides down
+            uint32_t word = key.value ^ key_mask(key.hash, cell_mask);
+            for (uint32_t j = 0; j < arity; ++j)
+                if (j != slot) word ^= table[cells[j]];
+            table[cells[slot]] = word;
+        }
+    }
+};
+
+void check_piece_duplicates(const PieceJob& job) {
+    std::vector<uint64_t> sorted(job.keys, job.keys + job.num_keys);
+    std::sort(sorted.begin(), sorted.end());
+    auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+    if (dup != sorted.end()) throw_duplicate(*dup);
+}
+
+void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peeler& peeler) {
+    const uint32_t cell_mask = low_bits_mask(o.cell_bits);
+    for (uint32_t attempt = 0; attempt < kMaxAttempts; ++attempt) {
+        PieceShape shape = piece_shape(job.num_keys, o.arity, attempt);
+        Piece& p = job.piece;
+        p.num_keys = job.num_keys;
+        p.segment_count = shape.segment_count;
+        p.segment_length_log2 = shape.segment_length_log2;
+        p.hash_seed = piece_hash_seed(o.seed, piece_index, attempt);
+        uint64_t num_cells = piece_num_cells(p, o.arity);
+        if (num_cells >= (uint64_t(1) << 32)) throw std::invalid_argument("piece too large; lower piece_keys");
+        PieceGeometry g = piece_geometry(p);
+        if (peeler.peel(job, o.arity, g, p.segment_count, p.segment_length_log2, p.hash_seed, uint32_t(num_cells))) {
+            peeler.assign(o.arity, g, cell_mask);
+            job.table = std::move(peeler.table);
+            return;
+        }
+        // Duplicate keys share every cell and can never peel: look for them once, on the first
+        // failure, instead of paying a sort on every build.
+        if (attempt == 0 && !job.keys_known_distinct) check_piece_duplicates(job);
+    }
+    throw std::runtime_error("filter construction failed after " + std::to_string(kMaxAttempts) +
+                             " seeds for piece " + std::to_string(piece_index));
+}
+
+// Split keys into pieces of about `piece_keys` keys over contiguous key ranges. Sorted input
+// (the common case: positions of a layer) is sliced in place and checked for duplicates on the
+// way; other input is bucketed by boundaries taken from a sorted sample.
+std::vector<PieceJob> partition(const uint64_t* keys, const uint32_t* values, size_t n, const BuildOptions& o,
+                                std::vector<uint64_t>& keys_copy, std::vector<uint32_t>& values_copy) {
+    const uint64_t piece_keys = o.piece_keys ? o.piece_keys : kDefaultPieceKeys;
+    const size_t num_pieces = std::max<size_t>(1, size_t((n + piece_keys / 2) / piece_keys));
+
+    bool sorted = true;
+    for (size_t i = 1; i < n && sorted; ++i) {
+        if (keys[i] == keys[i - 1]) throw_duplicate(keys[i]);
+        sorted = keys[i] > keys[i - 1];
+    }
+
+    std::vector<uint64_t> bounds;  // first keys of pieces 1 .. num_pieces - 1
+    if (sorted) {
+        for (size_t i = 1; i < num_pieces; ++i) bounds.push_back(keys[i * n / num_pieces]);
+    } else {
+        size_t samples = std::min<size_t>(n, 64 * num_pieces);
+        std::vector<uint64_t> sample(samples);
+        for (size_t i = 0; i < samples; ++i) sample[i] = keys[splitmix64(o.seed + i) % n];
+        std::sort(sample.begin(), sample.end());
+        for (size_t i = 1; i < num_pieces; ++i) {
+            uint64_t b = sample[i * samples / num_pieces];
+            if (b > (bounds.empty() ? 0 : bounds.back())) bounds.push_back(b);
+        }
+    }
+
+    std::vector<PieceJob> jobs(bounds.size() + 1);
+    for (size_t p = 0; p < jobs.size(); ++p) jobs[p].piece.first_key = p == 0 ? 0 : bounds[p - 1];
+
+    if (bounds.empty()) {  // one piece: build straight from the caller's arrays
+        jobs[0].keys = keys;
+        jobs[0].values = values;
+        jobs[0].num_keys = uint32_t(n);
+        jobs[0].keys_known_distinct = sorted;
+        if (n > kMaxPieceKeys) throw std::invalid_argument("too many keys for one piece");
+        return jobs;
+    }
+    auto piece_of = [&](uint64_t key) {
+        return size_t(std::upper_bound(bounds.begin(), bounds.end(), key) - bounds.begin());
+    };
+    std::vector<size_t> start(jobs.size() + 1, 0);
+    if (sorted) {
+        for (size_t p = 1; p < jobs.size(); ++p)
+            start[p] = size_t(std::lower_bound(keys, keys + n, bounds[p - 1]) - keys);
+        start[jobs.size()] = n;
+    } else {
+        for (size_t i = 0; i < n; ++i) ++start[piece_of(keys[i]) + 1];
+        for (size_t p = 0; p < jobs.size(); ++p) start[p + 1] += start[p];
+        keys_copy.resize(n);
+        values_copy.resize(n);
+        std::vector<size_t> fill(start.begin(), start.end() - 1);
+        for (size_t i = 0; i < n; ++i) {
+            size_t at = fill[piece_of(keys[i])]++;
+            keys_copy[at] = keys[i];
+            values_copy[at] = values[i];
+        }
+        keys = keys_copy.data();
+        values = values_copy.data();
+    }
+    for (size_t p = 0; p < jobs.size(); ++p) {
+        size_t count = start[p + 1] - start[p];
+        if (count > kMaxPieceKeys) throw std::invalid_argument("keys too unevenly spread for their pieces");
+        jobs[p].keys = keys + start[p];
+        jobs[p].values = values + start[p];
+        jobs[p].num_keys = uint32_t(count);
+        jobs[p].keys_known_distinct = sorted;
+    }
+    return jobs;
+}
+
+}  // namespace
+
+uint64_t piece_num_cells(const Piece& piece, uint32_t arity) {
+    if (piece.segment_count == 0) return 0;
+    return (uint64_t(piece.segment_count) + arity - 1) << piece.segment_length_log2;
+}
+
+Filter build_filter(const uint64_t* keys, const uint32_t* values, size_t n, const BuildOptions& options) {
+    check_options(options);
+    const uint32_t limit = uint32_t(1) << options.value_bits;  // value_bits <= 16
+    for (size_t i = 0; i < n; ++i)
+        if (values[i] >= limit)
+            throw std::invalid_argument("value " + std::to_string(values[i]) + " at index " + std::to_string(i) +
+                                        " does not fit in value_bits = " + std::to_string(options.value_bits));
+
+    std::vector<uint64_t> keys_copy;
+    std::vector<uint32_t> values_copy;
+    std::vector<PieceJob> jobs = partition(keys, values, n, options, keys_copy, values_copy);
+    // Pieces are independent: hand them out to threads; each result depends only on its piece.
+    std::vector<std::exception_ptr> errors(jobs.size());
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+        Peeler peeler;  // scratch reused from piece to piece: first-touch page faults are costly
+        for (size_t p; (p = next.fetch_add(1)) < jobs.size();) {
+            try {
+                build_piece(jobs[p], p, options, peeler);
+            } catch (...) {
+                errors[p] = std::current_exception();
+            }
+        }
+    };
+    unsigned threads = std::max(1u, std::min<unsigned>(options.threads, unsigned(jobs.size())));
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    for (auto& e : errors)
+        if (e) std::rethrow_exception(e);  // the lowest piece's error, whatever the thread count
+
+    Filter f;
+    f.value_bits = options.value_bits;
+    f.cell_bits = options.cell_bits;
+    f.arity = options.arity;
+    f.seed = options.seed;
+    f.num_keys = n;
+    uint64_t total = 0;
+    for (auto& job : jobs) {
+        job.piece.cell_offset = total;
+        total += job.table.size();
+        f.pieces.push_back(job.piece);
+    }
+    if (jobs.size() == 1) {
+        f.cells = std::move(jobs[0].table);
+    } else {
+        f.cells.reserve(total);
+        for (auto& job : jobs) f.cells.insert(f.cells.end(), job.table.begin(), job.table.end());
+    }
+    return f;
+}
+
+}  // namespace wl

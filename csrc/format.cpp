@@ -1,0 +1,172 @@
+// Serialization (docs/FORMAT.md): little-endian fields, cells packed at exactly t bits, CRC-32.
+#include <array>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "weightless.h"
+
+namespace wl {
+namespace {
+
+constexpr uint8_t kMagic[4] = {'W', 'L', 'B', 'F'};
+constexpr size_t kHeaderSize = 32;
+constexpr size_t kPieceEntrySize = 32;
+constexpr size_t kChecksumSize = 4;
+
+// Fields are written byte by byte so the format never depends on the host's endianness.
+void put_le(uint8_t* p, uint64_t v, size_t bytes) {
+    for (size_t i = 0; i < bytes; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+uint64_t get_le(const uint8_t* p, size_t bytes) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < bytes; ++i) v |= uint64_t(p[i]) << (8 * i);
+    return v;
+}
+
+uint64_t packed_bytes(uint64_t cells, uint32_t bits) { return (cells * bits + 7) / 8; }
+
+[[noreturn]] void malformed(const std::string& why) {
+    throw std::invalid_argument("malformed weightless filter: " + why);
+}
+
+std::array<uint32_t, 256> make_crc_table() {
+    std::array<uint32_t, 256> table{};
+    for (uint32_t i = 0; i < 256; ++i) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    return table;
+}
+
+}  // namespace
+
+uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc) {
+    static const std::array<uint32_t, 256> table = make_crc_table();
+    crc = ~crc;
+    for (size_t i = 0; i < size; ++i) crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+size_t serialized_size(const Filter& f) {
+    return kHeaderSize + kPieceEntrySize * f.pieces.size() + packed_bytes(f.cells.size(), f.cell_bits) +
+           kChecksumSize;
+}
+
+std::vector<uint8_t> serialize(const Filter& f) {
+    std::vector<uint8_t> out(serialized_size(f), 0);
+    uint8_t* p = out.data();
+    std::memcpy(p, kMagic, 4);
+    put_le(p + 4, kFormatVersion, 2);
+    p[6] = uint8_t(f.arity);
+    p[7] = uint8_t(f.value_bits);
+    p[8] = uint8_t(f.cell_bits);
+    put_le(p + 12, f.pieces.size(), 4);
+    put_le(p + 16, f.num_keys, 8);
+    put_le(p + 24, f.seed, 8);
+    p += kHeaderSize;
+    for (const Piece& piece : f.pieces) {
+        put_le(p, piece.first_key, 8);
+        put_le(p + 8, piece.hash_seed, 8);
+        put_le(p + 16, piece.num_keys, 4);
+        put_le(p + 20, piece.segment_count, 4);
+        p[24] = uint8_t(piece.segment_length_log2);
+        p += kPieceEntrySize;
+    }
+    // Cell i occupies bits [i * t, (i + 1) * t) of the stream, least significant bit first.
+    uint64_t acc = 0;
+    uint32_t held = 0;
+    for (uint32_t cell : f.cells) {
+        acc |= uint64_t(cell) << held;
+        held += f.cell_bits;
+        while (held >= 8) {
+            *p++ = uint8_t(acc);
+            acc >>= 8;
+            held -= 8;
+        }
+    }
+    if (held) *p++ = uint8_t(acc);
+    put_le(p, crc32(out.data(), out.size() - kChecksumSize), 4);
+    return out;
+}
+
+Filter deserialize(const uint8_t* data, size_t size) {
+    if (size < kHeaderSize + kChecksumSize)
+        malformed("truncated: " + std::to_string(size) + " bytes is shorter than the header");
+    if (std::memcmp(data, kMagic, 4) != 0) malformed("bad magic (not a weightless filter)");
+    uint32_t version = uint32_t(get_le(data + 4, 2));
+    if (version != kFormatVersion)
+        malformed("unsupported format version " + std::to_string(version) + " (this library reads version " +
+                  std::to_string(kFormatVersion) + ")");
+
+    Filter f;
+    f.arity = data[6];
+    f.value_bits = data[7];
+    f.cell_bits = data[8];
+    uint64_t num_pieces = get_le(data + 12, 4);
+    f.num_keys = get_le(data + 16, 8);
+    f.seed = get_le(data + 24, 8);
+    if (f.arity != 3 && f.arity != 4) malformed("arity " + std::to_string(f.arity) + " is not 3 or 4");
+    if (f.value_bits < 1 || f.value_bits > kMaxValueBits || f.cell_bits < f.value_bits || f.cell_bits > kMaxCellBits)
+        malformed("value_bits " + std::to_string(f.value_bits) + " / cell_bits " + std::to_string(f.cell_bits) +
+                  " out of range");
+    if (data[9] || data[10] || data[11]) malformed("reserved header bytes are not zero");
+
+    // Every size is checked against the buffer before anything is allocated from it.
+    if (num_pieces == 0) malformed("no pieces");
+    if (num_pieces > (size - kHeaderSize - kChecksumSize) / kPieceEntrySize)
+        malformed("truncated: a directory of " + std::to_string(num_pieces) + " pieces does not fit in " +
+                  std::to_string(size) + " bytes");
+    f.pieces.resize(num_pieces);
+    uint64_t total_cells = 0, total_keys = 0;
+    const uint8_t* entry = data + kHeaderSize;
+    for (uint64_t i = 0; i < num_pieces; ++i, entry += kPieceEntrySize) {
+        Piece& p = f.pieces[i];
+        p.first_key = get_le(entry, 8);
+        p.hash_seed = get_le(entry + 8, 8);
+        p.num_keys = uint32_t(get_le(entry + 16, 4));
+        p.segment_count = uint32_t(get_le(entry + 20, 4));
+        p.segment_length_log2 = entry[24];
+        for (size_t b = 25; b < kPieceEntrySize; ++b)
+            if (entry[b]) malformed("reserved piece bytes are not zero");
+        if (i == 0 ? p.first_key != 0 : p.first_key <= f.pieces[i - 1].first_key)
+            malformed("piece first keys are not increasing from 0");
+        if (p.segment_length_log2 > kMaxSegmentLengthLog2) malformed("segment length out of range");
+        if ((p.num_keys == 0) != (p.segment_count == 0)) malformed("a piece's key count and table disagree");
+        uint64_t cells = piece_num_cells(p, f.arity);  // < 2^49: no overflow below
+        if (cells >= (uint64_t(1) << 32)) malformed("piece table too large");
+        if (p.num_keys > cells) malformed("piece has more keys than cells");
+        p.cell_offset = total_cells;
+        total_cells += cells;
+        total_keys += p.num_keys;
+        if (packed_bytes(total_cells, f.cell_bits) > size)
+            malformed("truncated: the cell table does not fit in " + std::to_string(size) + " bytes");
+    }
+    if (total_keys != f.num_keys) malformed("piece key counts do not add up to the header's");
+    size_t expected = kHeaderSize + kPieceEntrySize * num_pieces + packed_bytes(total_cells, f.cell_bits) + kChecksumSize;
+    if (size != expected)
+        malformed(std::string(size < expected ? "truncated" : "trailing bytes") + ": " + std::to_string(size) +
+                  " bytes, the header describes " + std::to_string(expected));
+    if (crc32(data, size - kChecksumSize) != uint32_t(get_le(data + size - kChecksumSize, 4)))
+        malformed("checksum mismatch (the data is corrupted)");
+
+    f.cells.resize(total_cells);
+    const uint8_t* bits = data + kHeaderSize + kPieceEntrySize * num_pieces;
+    const uint64_t cell_mask = (uint64_t(1) << f.cell_bits) - 1;
+    uint64_t acc = 0;
+    uint32_t held = 0;
+    for (uint64_t i = 0; i < total_cells; ++i) {
+        while (held < f.cell_bits) {
+            acc |= uint64_t(*bits++) << held;
+            held += 8;
+        }
+        f.cells[i] = uint32_t(acc & cell_mask);
+        acc >>= f.cell_bits;
+        held -= f.cell_bits;
+    }
+    if (acc != 0) malformed("padding bits are not zero");
+    return f;
+}
+
+}  // namespace wl

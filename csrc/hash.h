@@ -1,0 +1,83 @@
+// The filter's hash functions (docs/FORMAT.md, "Hashing"). Internal header.
+//
+// Everything a decoder computes per key is 32-bit lane arithmetic (multiply, xor, shift, one
+// 32x32->64 multiply-high), so AVX2 and NEON kernels can evaluate 8 or 4 keys at once; the
+// 64-bit helpers below run once per piece, never per key.
+#pragma once
+
+#include <cstdint>
+
+#include "weightless.h"
+
+namespace wl {
+
+// MurmurHash3's 32-bit finalizer: a bijection with full avalanche.
+inline uint32_t fmix32(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+inline uint64_t splitmix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// Seed of piece `index` at construction attempt `attempt` (informative: the format stores the
+// result, so decoders never derive it).
+inline uint64_t piece_hash_seed(uint64_t seed, uint64_t index, uint32_t attempt) {
+    return splitmix64(seed ^ splitmix64((index << 8) | attempt));
+}
+
+// A key mixed with a piece's seed: two Feistel rounds, so (x, y) is a bijection of the 64-bit
+// key and distinct keys never share both words.
+struct KeyHash {
+    uint32_t x;
+    uint32_t y;
+};
+
+inline KeyHash hash_key(uint64_t key, uint64_t hash_seed) {
+    uint32_t x = uint32_t(key) ^ uint32_t(hash_seed);
+    uint32_t y = uint32_t(key >> 32) ^ uint32_t(hash_seed >> 32);
+    y ^= fmix32(x);
+    x ^= fmix32(y);
+    return {x, y};
+}
+
+// The per-piece constants the cell positions need.
+struct PieceGeometry {
+    uint32_t first_cells;     // S * L: h0 ranges over [0, S * L)
+    uint32_t segment_length;  // L
+    uint32_t offset_mask;     // L - 1
+};
+
+inline PieceGeometry piece_geometry(const Piece& piece) {
+    uint32_t length = piece.segment_length();
+    return {piece.segment_count * length, length, length - 1};
+}
+
+// The key's cells, one in each of `arity` consecutive segments. Cell j lies in segment
+// (h0 / L) + j; XOR with an offset < L keeps it inside that aligned segment.
+inline void key_cells(const KeyHash& h, const PieceGeometry& g, uint32_t arity, uint32_t cells[4]) {
+    uint32_t h0 = uint32_t((uint64_t(h.x) * g.first_cells) >> 32);
+    cells[0] = h0;
+    cells[1] = (h0 + g.segment_length) ^ (h.y & g.offset_mask);
+    cells[2] = (h0 + 2 * g.segment_length) ^ ((h.y >> 16) & g.offset_mask);
+    if (arity == 4) cells[3] = (h0 + 3 * g.segment_length) ^ (h.x & g.offset_mask);
+}
+
+inline uint32_t low_bits_mask(uint32_t bits) {
+    return bits >= 32 ? 0xFFFFFFFFu : (uint32_t(1) << bits) - 1;
+}
+
+// The t-bit mask XORed into every query of the key.
+inline uint32_t key_mask(const KeyHash& h, uint32_t cell_mask) {
+    return fmix32(h.x + h.y) & cell_mask;
+}
+
+}  // namespace wl

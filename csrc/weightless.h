@@ -1,0 +1,95 @@
+// weightless: a static retrieval structure (Bloomier filter) for sparse weight maps.
+//
+// A filter stores a map key -> value for n distinct 64-bit keys, with r-bit values in a table
+// of t-bit cells (r <= t). Querying a key XORs a hashed mask with `arity` table cells:
+//
+//     word = mask(key) ^ X[h0(key)] ^ X[h1(key)] ^ X[h2(key)] [^ X[h3(key)]]
+//
+// A stored key reads back its value with the top t - r bits zero. Any other key reads an
+// effectively random t-bit word and is reported absent unless those top bits happen to be zero
+// (a false positive, probability 2^(r - t)).
+//
+// The key space is split into pieces: contiguous key ranges holding about the same number of
+// keys, each with its own small table and hash seed. Pieces are built and decoded independently
+// and a piece's table stays in cache while a contiguous range of positions is decoded. Inside a
+// piece the table is a spatially coupled "binary fuse" layout (Graf & Lemire 2022): the key's
+// cells lie in `arity` consecutive segments, which lets peeling succeed at ~1.125 cells per key.
+//
+// The serialized form is specified bit-exactly in docs/FORMAT.md.
+//
+// Errors: bad arguments and malformed bytes throw std::invalid_argument (ValueError in Python);
+// a construction that fails every bounded retry throws std::runtime_error.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace wl {
+
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kMaxValueBits = 16;
+constexpr uint32_t kMaxCellBits = 32;
+constexpr uint32_t kMaxSegmentLengthLog2 = 16;  // offsets inside a segment come from 16-bit hash fields
+
+struct BuildOptions {
+    uint32_t value_bits = 4;   // r, 1..16
+    uint32_t cell_bits = 8;    // t, r..32
+    uint32_t arity = 3;        // cells per key: 3 or 4
+    uint64_t seed = 0;         // the whole build is a deterministic function of keys, values, options
+    uint64_t piece_keys = 0;   // target keys per piece; 0 = the measured default (kDefaultPieceKeys)
+    unsigned threads = 1;      // pieces are built concurrently; output is identical for any count
+};
+
+// Measured trade-off between cache residency when decoding and the space factor (README, docs/).
+constexpr uint64_t kDefaultPieceKeys = uint64_t(1) << 20;
+
+struct Piece {
+    uint64_t first_key = 0;          // the piece holds keys in [first_key, next piece's first_key)
+    uint64_t hash_seed = 0;          // seed of this piece's hash functions
+    uint32_t num_keys = 0;
+    uint32_t segment_count = 0;      // S: segments in which a key's first cell may lie
+    uint32_t segment_length_log2 = 0;// L = 2^this; the table has (S + arity - 1) * L cells
+    uint64_t cell_offset = 0;        // index of the piece's first cell in Filter::cells
+
+    uint32_t segment_length() const { return uint32_t(1) << segment_length_log2; }
+};
+
+struct Filter {
+    uint32_t value_bits = 0;
+    uint32_t cell_bits = 0;
+    uint32_t arity = 3;
+    uint64_t seed = 0;
+    uint64_t num_keys = 0;
+    std::vector<Piece> pieces;       // at least one; sorted by first_key, pieces[0].first_key == 0
+    std::vector<uint32_t> cells;     // all pieces' tables, one t-bit cell per element
+};
+
+// Number of cells of a piece's table.
+uint64_t piece_num_cells(const Piece& piece, uint32_t arity);
+
+// Builds a filter. keys must be distinct; values[i] < 2^value_bits.
+Filter build_filter(const uint64_t* keys, const uint32_t* values, size_t n, const BuildOptions& options);
+
+// The raw t-bit word of each key.
+void query_raw(const Filter& filter, const uint64_t* keys, size_t n, uint32_t* words);
+
+// The value of each key, or -1 where the key is detected as absent.
+void query_values(const Filter& filter, const uint64_t* keys, size_t n, int32_t* values);
+
+// The scalar reference decoder: values (or -1) of every key in [begin, end), written to
+// out[0 .. end - begin). Equivalent to query_values on the keys begin, begin + 1, ...
+void decode_range(const Filter& filter, uint64_t begin, uint64_t end, int32_t* out);
+
+// Serialized size in bytes, and the serialized form itself (docs/FORMAT.md).
+size_t serialized_size(const Filter& filter);
+std::vector<uint8_t> serialize(const Filter& filter);
+
+// Parses and validates a serialized filter; never reads outside [data, data + size) and checks
+// every size against the buffer before allocating.
+Filter deserialize(const uint8_t* data, size_t size);
+
+// CRC-32 (IEEE 802.3, reflected, as zlib.crc32), used by the format's checksum.
+uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc = 0);
+
+}  // namespace wl

@@ -1,0 +1,220 @@
+// C++ tests of the core: construction, queries, the reference decoder and the format.
+// Self-contained (no test framework to install or cross-compile); prints "N passed, N failed".
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "weightless.h"
+
+namespace {
+
+int passed = 0, failed = 0;
+
+void check(bool ok, const std::string& what) {
+    if (ok) {
+        ++passed;
+    } else {
+        ++failed;
+        std::printf("FAIL: %s\n", what.c_str());
+    }
+}
+
+template <typename E>
+bool throws(const std::function<void()>& fn) {
+    try {
+        fn();
+    } catch (const E&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+    return false;
+}
+
+struct Data {
+    std::vector<uint64_t> keys;
+    std::vector<uint32_t> values;
+};
+
+Data random_data(size_t n, uint32_t value_bits, uint64_t seed, bool sorted_positions) {
+    std::mt19937_64 rng(seed);
+    Data d;
+    if (sorted_positions) {
+        // Positions of kept weights: sorted, with random gaps.
+        uint64_t pos = 0;
+        for (size_t i = 0; i < n; ++i) d.keys.push_back(pos += 1 + rng() % 20);
+    } else {
+        std::vector<uint64_t> k(n);
+        for (auto& x : k) x = rng();
+        std::sort(k.begin(), k.end());
+        k.erase(std::unique(k.begin(), k.end()), k.end());
+        std::shuffle(k.begin(), k.end(), rng);
+        d.keys = k;
+    }
+    for (size_t i = 0; i < d.keys.size(); ++i) d.values.push_back(uint32_t(rng()) & ((1u << value_bits) - 1));
+    return d;
+}
+
+bool all_read_back(const wl::Filter& f, const Data& d) {
+    std::vector<int32_t> got(d.keys.size());
+    wl::query_values(f, d.keys.data(), d.keys.size(), got.data());
+    for (size_t i = 0; i < got.size(); ++i)
+        if (got[i] != int32_t(d.values[i])) return false;
+    return true;
+}
+
+void test_round_trip() {
+    const uint32_t rt[][2] = {{1, 2}, {4, 8}, {4, 9}, {5, 12}, {8, 16}, {16, 32}};
+    const size_t sizes[] = {0, 1, 2, 3, 17, 1000, 11500, 11511, 100000};
+    for (auto& p : rt)
+        for (size_t n : sizes)
+            for (uint32_t arity : {3u, 4u})
+                for (bool sorted : {true, false}) {
+                    Data d = random_data(n, p[0], n * 31 + p[1], sorted);
+                    wl::BuildOptions o;
+                    o.value_bits = p[0];
+                    o.cell_bits = p[1];
+                    o.arity = arity;
+                    o.piece_keys = 4096;  // several pieces from n = 6144 on
+                    wl::Filter f = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
+                    std::string tag = "n=" + std::to_string(n) + " r=" + std::to_string(p[0]) + " t=" +
+                                      std::to_string(p[1]) + " arity=" + std::to_string(arity) +
+                                      (sorted ? " sorted" : " random");
+                    check(all_read_back(f, d), "stored keys read back, " + tag);
+                    std::vector<uint8_t> bytes = wl::serialize(f);
+                    check(bytes.size() == wl::serialized_size(f), "serialized_size, " + tag);
+                    wl::Filter g = wl::deserialize(bytes.data(), bytes.size());
+                    check(g.cells == f.cells && wl::serialize(g) == bytes, "byte-identical round trip, " + tag);
+                    check(all_read_back(g, d), "read back after round trip, " + tag);
+                }
+}
+
+void test_decode_range_matches_queries() {
+    Data d = random_data(20000, 5, 7, true);
+    wl::BuildOptions o;
+    o.value_bits = 5;
+    o.cell_bits = 9;
+    o.piece_keys = 3000;
+    wl::Filter f = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
+    check(f.pieces.size() > 3, "several pieces");
+    uint64_t end = d.keys.back() + 100;
+    std::vector<uint64_t> all(end);
+    for (uint64_t k = 0; k < end; ++k) all[k] = k;
+    std::vector<int32_t> by_query(end), by_range(end);
+    wl::query_values(f, all.data(), end, by_query.data());
+    wl::decode_range(f, 0, end, by_range.data());
+    check(by_query == by_range, "decode_range equals query_values over every position");
+    // Ranges starting and stopping inside pieces.
+    for (uint64_t b : {uint64_t(0), uint64_t(1), uint64_t(12345), end / 2}) {
+        std::vector<int32_t> part(end - b);
+        wl::decode_range(f, b, end, part.data());
+        check(std::equal(part.begin(), part.end(), by_query.begin() + b), "decode_range from " + std::to_string(b));
+    }
+    size_t fp = 0, absent = 0;
+    for (uint64_t k = 0, i = 0; k < end; ++k) {
+        if (i < d.keys.size() && d.keys[i] == k) {
+            ++i;
+            continue;
+        }
+        ++absent;
+        fp += by_query[k] >= 0;
+    }
+    double rate = double(fp) / double(absent), expected = 1.0 / 16;
+    check(rate > expected * 0.85 && rate < expected * 1.15, "false-positive rate near 2^(r-t): " + std::to_string(rate));
+}
+
+void test_deterministic_and_threads() {
+    Data d = random_data(300000, 4, 11, false);
+    wl::BuildOptions o;
+    o.piece_keys = 50000;
+    std::vector<uint8_t> ref;
+    for (unsigned threads : {1u, 2u, 3u}) {
+        o.threads = threads;
+        auto bytes = wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o));
+        if (ref.empty()) ref = bytes;
+        check(bytes == ref, "identical output with " + std::to_string(threads) + " threads");
+    }
+    o.seed = 1;
+    check(wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o)) != ref,
+          "another seed gives another table");
+}
+
+void test_bad_input() {
+    std::vector<uint64_t> keys = {5, 9, 5};
+    std::vector<uint32_t> values = {1, 2, 3};
+    wl::BuildOptions o;
+    check(throws<std::invalid_argument>([&] { wl::build_filter(keys.data(), values.data(), 3, o); }),
+          "duplicate keys (unsorted) rejected");
+    std::vector<uint64_t> sorted_dup = {1, 2, 2, 3};
+    check(throws<std::invalid_argument>([&] { wl::build_filter(sorted_dup.data(), values.data(), 3, o); }),
+          "duplicate keys (sorted) rejected");
+    Data big = random_data(50000, 4, 3, false);
+    big.keys[40000] = big.keys[123];
+    o.piece_keys = 10000;
+    check(throws<std::invalid_argument>([&] { wl::build_filter(big.keys.data(), big.values.data(), 50000, o); }),
+          "duplicate keys far apart rejected");
+    o = wl::BuildOptions();
+    values = {1, 16, 3};
+    keys = {1, 2, 3};
+    check(throws<std::invalid_argument>([&] { wl::build_filter(keys.data(), values.data(), 3, o); }),
+          "value too large rejected");
+    for (auto bad : {std::pair<uint32_t, uint32_t>{0, 8}, {17, 32}, {8, 7}, {4, 33}}) {
+        o.value_bits = bad.first;
+        o.cell_bits = bad.second;
+        check(throws<std::invalid_argument>([&] { wl::build_filter(keys.data(), values.data(), 0, o); }),
+              "bad bits rejected");
+    }
+    o = wl::BuildOptions();
+    o.arity = 5;
+    check(throws<std::invalid_argument>([&] { wl::build_filter(keys.data(), values.data(), 0, o); }),
+          "bad arity rejected");
+}
+
+void test_malformed_bytes() {
+    Data d = random_data(3000, 4, 5, true);
+    wl::BuildOptions o;
+    o.piece_keys = 1000;
+    auto bytes = wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o));
+    bool all_flips = true;
+    for (size_t bit = 0; bit < bytes.size() * 8; ++bit) {
+        auto b = bytes;
+        b[bit / 8] ^= uint8_t(1u << (bit % 8));
+        all_flips &= throws<std::invalid_argument>([&] { wl::deserialize(b.data(), b.size()); });
+    }
+    check(all_flips, "every single flipped bit is rejected");
+    bool all_cuts = true;
+    for (size_t len = 0; len < bytes.size(); ++len)
+        all_cuts &= throws<std::invalid_argument>([&] { wl::deserialize(bytes.data(), len); });
+    check(all_cuts, "every truncation is rejected");
+    auto longer = bytes;
+    longer.push_back(0);
+    check(throws<std::invalid_argument>([&] { wl::deserialize(longer.data(), longer.size()); }),
+          "trailing bytes rejected");
+}
+
+void test_crc32() {
+    const char* s = "123456789";
+    check(wl::crc32(reinterpret_cast<const uint8_t*>(s), 9) == 0xCBF43926u, "CRC-32 check value");
+}
+
+}  // namespace
+
+int main() {
+    try {
+        test_crc32();
+        test_round_trip();
+        test_decode_range_matches_queries();
+        test_deterministic_and_threads();
+        test_bad_input();
+        test_malformed_bytes();
+    } catch (const std::exception& e) {
+        std::printf("FAIL: unexpected exception: %s\n", e.what());
+        ++failed;
+    }
+    std::printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,173 @@
+"""`BloomierFilter`: the generic retrieval structure of the C++ core, with numpy in and out."""
+
+from __future__ import annotations
+
+import operator
+import os
+from typing import Optional
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["BloomierFilter"]
+
+
+def _as_index(name: str, value: object) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def _as_unsigned_array(name: str, array: object, dtype: type, limit: Optional[int] = None) -> np.ndarray:
+    """A 1-D contiguous array of `dtype`, refusing any conversion that would change a value."""
+    a = np.asarray(array)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {a.shape}")
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        if a.size == 0:
+            return np.empty(0, dtype=dtype)  # an empty list arrives as float64
+        raise TypeError(f"{name} must be an array of unsigned integers, got dtype {a.dtype}")
+    if a.size:
+        if np.issubdtype(a.dtype, np.signedinteger) and a.min() < 0:
+            raise ValueError(f"{name} must be non-negative, got {a.min()}")
+        if limit is not None and int(a.max()) >= limit:
+            raise ValueError(f"{name} must be < {limit}, got {a.max()} at index {int(a.argmax())}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+class BloomierFilter:
+    """A static map from distinct 64-bit keys to `value_bits`-bit values in `cell_bits`-bit cells.
+
+    A stored key reads back its value exactly. Any other key reads a random `cell_bits`-bit word
+    and is reported absent (-1) unless the word's top `cell_bits - value_bits` bits are zero: a
+    false positive, with probability ``2 ** (value_bits - cell_bits)``, which returns some value
+    in ``[0, 2 ** value_bits)``. The table takes about 1.13 * len(keys) * cell_bits bits.
+
+    Parameters
+    ----------
+    keys : array of unsigned integers (uint64, distinct)
+    values : array of unsigned integers < 2 ** value_bits, same length as keys
+    value_bits : int, 1..16
+    cell_bits : int, value_bits..32
+    seed : int, the build is a deterministic function of keys, values, options and seed
+    arity : 3 (default) or 4 cells per key; 4 takes ~5% less space and reads one more cell
+    piece_keys : keys per independently built and decoded piece (default: the measured default)
+    threads : threads for construction (default: all cores); the result does not depend on it
+
+    Bad input raises ValueError (TypeError for non-integer arrays) naming the problem.
+    """
+
+    __slots__ = ("_filter",)
+
+    def __init__(
+        self,
+        keys,
+        values,
+        *,
+        value_bits: int,
+        cell_bits: int,
+        seed: int = 0,
+        arity: int = 3,
+        piece_keys: Optional[int] = None,
+        threads: Optional[int] = None,
+    ) -> None:
+        value_bits = _as_index("value_bits", value_bits)
+        cell_bits = _as_index("cell_bits", cell_bits)
+        if not 1 <= value_bits <= 16:
+            raise ValueError(f"value_bits must be in [1, 16], got {value_bits}")
+        if not value_bits <= cell_bits <= 32:
+            raise ValueError(f"cell_bits must be in [value_bits, 32] = [{value_bits}, 32], got {cell_bits}")
+        seed = _as_index("seed", seed)
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        piece_keys = 0 if piece_keys is None else _as_index("piece_keys", piece_keys)
+        if piece_keys < 0:
+            raise ValueError(f"piece_keys must be positive, got {piece_keys}")
+        threads = (os.cpu_count() or 1) if threads is None else _as_index("threads", threads)
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        keys = _as_unsigned_array("keys", keys, np.uint64)
+        values = _as_unsigned_array("values", values, np.uint32, limit=2**value_bits)
+        if len(keys) != len(values):
+            raise ValueError(f"keys and values differ in length: {len(keys)} vs {len(values)}")
+        self._filter = _core.Filter.build(
+            keys, values, value_bits, cell_bits, seed, _as_index("arity", arity), piece_keys, threads
+        )
+
+    @classmethod
+    def from_bytes(cls, data) -> "BloomierFilter":
+        """Parse a filter serialized by `to_bytes`; malformed, truncated or corrupted data raises ValueError."""
+        if isinstance(data, np.ndarray):
+            data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"from_bytes expects bytes, got {type(data).__name__}")
+        self = cls.__new__(cls)
+        self._filter = _core.Filter.from_bytes(memoryview(data).cast("B"))
+        return self
+
+    def to_bytes(self) -> bytes:
+        """The serialized filter (docs/FORMAT.md): versioned, little-endian, CRC-32 checked."""
+        return self._filter.to_bytes()
+
+    def lookup(self, keys) -> np.ndarray:
+        """int64 array: each key's value, or -1 where the key is detected as absent."""
+        return self._filter.query_values(_as_unsigned_array("keys", keys, np.uint64)).astype(np.int64)
+
+    def lookup_range(self, start: int, stop: int) -> np.ndarray:
+        """`lookup` of every key in [start, stop), as the decoder of a layer evaluates positions."""
+        start, stop = _as_index("start", start), _as_index("stop", stop)
+        if not 0 <= start <= stop < 2**64:
+            raise ValueError(f"need 0 <= start <= stop < 2**64, got start={start}, stop={stop}")
+        return self._filter.decode_range(start, stop).astype(np.int64)
+
+    def raw(self, keys) -> np.ndarray:
+        """uint32 array: the raw `cell_bits`-bit word each key reads."""
+        return self._filter.query_raw(_as_unsigned_array("keys", keys, np.uint64))
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the serialized filter in bytes."""
+        return self._filter.nbytes
+
+    @property
+    def num_cells(self) -> int:
+        return self._filter.num_cells
+
+    @property
+    def num_pieces(self) -> int:
+        return self._filter.num_pieces
+
+    @property
+    def cell_bits(self) -> int:
+        return self._filter.cell_bits
+
+    @property
+    def value_bits(self) -> int:
+        return self._filter.value_bits
+
+    @property
+    def arity(self) -> int:
+        return self._filter.arity
+
+    @property
+    def seed(self) -> int:
+        return self._filter.seed
+
+    @property
+    def false_positive_rate(self) -> float:
+        """Expected fraction of absent keys read as present: 2 ** (value_bits - cell_bits)."""
+        return 2.0 ** (self.value_bits - self.cell_bits)
+
+    def __len__(self) -> int:
+        return self._filter.num_keys
+
+    def __reduce__(self):
+        return (BloomierFilter.from_bytes, (self.to_bytes(),))
+
+    def __repr__(self) -> str:
+        return (
+            f"BloomierFilter(keys={len(self)}, value_bits={self.value_bits}, cell_bits={self.cell_bits}, "
+            f"arity={self.arity}, pieces={self.num_pieces}, nbytes={self.nbytes})"
+        )

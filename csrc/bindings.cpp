@@ -62,6 +62,23 @@ PYBIND11_MODULE(_core, m) {
                  wl::decode_range(f, begin, end, dst);
                  return out;
              })
+        .def("decode_weights",
+             [](const wl::Filter& f, uint64_t size, py::array_t<float, py::array::c_style> codebook,
+                unsigned threads) {
+                 if (codebook.ndim() != 1) throw std::invalid_argument("codebook must be a 1-D float32 array");
+                 py::array_t<float> out{py::ssize_t(size)};
+                 float* dst = out.mutable_data();
+                 const float* book = codebook.data();
+                 uint32_t book_size = uint32_t(std::min<py::ssize_t>(codebook.shape(0), 1 << 16));
+                 py::gil_scoped_release release;
+                 wl::decode_weights(f, 0, size, book, book_size, dst, threads);
+                 return out;
+             })
+        .def("count_decoded",
+             [](const wl::Filter& f, uint64_t size, uint32_t codebook_size, unsigned threads) {
+                 py::gil_scoped_release release;
+                 return wl::count_decoded(f, 0, size, codebook_size, threads);
+             })
         .def("to_bytes",
              [](const wl::Filter& f) {
                  std::vector<uint8_t> bytes;

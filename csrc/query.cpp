@@ -1,5 +1,7 @@
 // The scalar reference: every SIMD and threaded decoder is tested byte-identical to this.
 #include <algorithm>
+#include <thread>
+#include <vector>
 
 #include "hash.h"
 #include "weightless.h"
@@ -41,6 +43,32 @@ inline int32_t value_of(uint32_t word, uint32_t value_bits) {
     return (word >> value_bits) == 0 ? int32_t(word) : -1;
 }
 
+// Calls visit(word) for the keys begin, begin + 1, ..., end - 1 in order. The keys of one piece
+// are a contiguous range, so one piece's table is in use at a time and stays in cache.
+template <typename Visit>
+void for_each_word(const Filter& f, uint64_t begin, uint64_t end, Visit&& visit) {
+    if (begin >= end) return;
+    for (size_t p = find_piece(f, begin); begin < end; ++p) {
+        uint64_t stop = p + 1 < f.pieces.size() ? std::min(end, f.pieces[p + 1].first_key) : end;
+        PieceReader reader(f, f.pieces[p]);
+        for (uint64_t key = begin; key < stop; ++key) visit(reader.word(key));
+        begin = stop;
+    }
+}
+
+// Runs work(b, e, i) over `threads` consecutive slices [b, e) of [begin, end), slice i on its own thread.
+template <typename Work>
+void split_range(uint64_t begin, uint64_t end, unsigned threads, Work&& work) {
+    uint64_t total = end > begin ? end - begin : 0;
+    // Below ~64k positions a thread costs more than it saves.
+    threads = unsigned(std::max<uint64_t>(1, std::min<uint64_t>(threads, total / 65536)));
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i)
+        pool.emplace_back(work, begin + total * i / threads, begin + total * (i + 1) / threads, i);
+    work(begin, begin + total / threads, 0u);
+    for (auto& t : pool) t.join();
+}
+
 }  // namespace
 
 void query_raw(const Filter& f, const uint64_t* keys, size_t n, uint32_t* words) {
@@ -53,14 +81,30 @@ void query_values(const Filter& f, const uint64_t* keys, size_t n, int32_t* valu
 }
 
 void decode_range(const Filter& f, uint64_t begin, uint64_t end, int32_t* out) {
-    if (begin >= end) return;
-    for (size_t p = find_piece(f, begin); begin < end; ++p) {
-        // Decode up to the next piece's first key with this piece's table, which stays in cache.
-        uint64_t stop = p + 1 < f.pieces.size() ? std::min(end, f.pieces[p + 1].first_key) : end;
-        PieceReader reader(f, f.pieces[p]);
-        for (uint64_t key = begin; key < stop; ++key) *out++ = value_of(reader.word(key), f.value_bits);
-        begin = stop;
-    }
+    for_each_word(f, begin, end, [&](uint32_t word) { *out++ = value_of(word, f.value_bits); });
+}
+
+void decode_weights(const Filter& f, uint64_t begin, uint64_t end, const float* codebook, uint32_t codebook_size,
+                    float* out, unsigned threads) {
+    codebook_size = uint32_t(std::min<uint64_t>(codebook_size, uint64_t(1) << f.value_bits));
+    split_range(begin, end, threads, [&](uint64_t b, uint64_t e, unsigned) {
+        float* dst = out + (b - begin);
+        // A word below codebook_size has its check bits clear and names a cluster.
+        for_each_word(f, b, e, [&](uint32_t word) { *dst++ = word < codebook_size ? codebook[word] : 0.0f; });
+    });
+}
+
+uint64_t count_decoded(const Filter& f, uint64_t begin, uint64_t end, uint32_t codebook_size, unsigned threads) {
+    codebook_size = uint32_t(std::min<uint64_t>(codebook_size, uint64_t(1) << f.value_bits));
+    std::vector<uint64_t> counts(std::max(1u, threads), 0);
+    split_range(begin, end, threads, [&](uint64_t b, uint64_t e, unsigned i) {
+        uint64_t count = 0;
+        for_each_word(f, b, e, [&](uint32_t word) { count += word < codebook_size; });
+        counts[i] = count;
+    });
+    uint64_t total = 0;
+    for (uint64_t c : counts) total += c;
+    return total;
 }
 
 }  // namespace wl

@@ -81,6 +81,17 @@ void query_values(const Filter& filter, const uint64_t* keys, size_t n, int32_t*
 // out[0 .. end - begin). Equivalent to query_values on the keys begin, begin + 1, ...
 void decode_range(const Filter& filter, uint64_t begin, uint64_t end, int32_t* out);
 
+// Decodes the weights of a layer at every position in [begin, end): codebook[v] where the
+// position reads a value v < codebook_size, 0 elsewhere (absent, or a false positive that names
+// no cluster). Splits the range over `threads` threads; the output does not depend on the count.
+void decode_weights(const Filter& filter, uint64_t begin, uint64_t end, const float* codebook,
+                    uint32_t codebook_size, float* out, unsigned threads = 1);
+
+// Number of positions in [begin, end) that decode to a cluster (read a value < codebook_size):
+// the kept weights plus the false positives, counted without materializing the layer.
+uint64_t count_decoded(const Filter& filter, uint64_t begin, uint64_t end, uint32_t codebook_size,
+                       unsigned threads = 1);
+
 // Serialized size in bytes, and the serialized form itself (docs/FORMAT.md).
 size_t serialized_size(const Filter& filter);
 std::vector<uint8_t> serialize(const Filter& filter);

@@ -127,6 +127,37 @@ void test_decode_range_matches_queries() {
     check(rate > expected * 0.85 && rate < expected * 1.15, "false-positive rate near 2^(r-t): " + std::to_string(rate));
 }
 
+void test_decode_weights_matches_reference() {
+    Data d = random_data(60000, 4, 21, true);
+    for (auto& v : d.values) v %= 11;  // 11 clusters in 4 bits: codes 11..15 name no cluster
+    wl::BuildOptions o;
+    o.value_bits = 4;
+    o.cell_bits = 6;
+    o.piece_keys = 7000;
+    wl::Filter f = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
+    uint64_t end = d.keys.back() + 77;
+    std::vector<int32_t> codes(end);
+    wl::decode_range(f, 0, end, codes.data());
+    std::vector<float> book(11);
+    for (size_t i = 0; i < book.size(); ++i) book[i] = 0.25f * float(i) - 1.0f;
+    std::vector<float> expected(end);
+    for (uint64_t k = 0; k < end; ++k) expected[k] = codes[k] >= 0 && codes[k] < 11 ? book[size_t(codes[k])] : 0.0f;
+    for (unsigned threads : {1u, 2u, 3u, 8u}) {
+        std::vector<float> got(end, 99.0f);
+        wl::decode_weights(f, 0, end, book.data(), 11, got.data(), threads);
+        check(std::memcmp(got.data(), expected.data(), end * sizeof(float)) == 0,
+              "decode_weights equals the reference with " + std::to_string(threads) + " threads");
+    }
+    uint64_t present = 0;
+    for (int32_t c : codes) present += c >= 0 && c < 11;
+    for (unsigned threads : {1u, 3u})
+        check(wl::count_decoded(f, 0, end, 11, threads) == present, "count_decoded");
+    std::vector<float> part(end - 1001);
+    wl::decode_weights(f, 1001, end, book.data(), 11, part.data(), 2);
+    check(std::memcmp(part.data(), expected.data() + 1001, part.size() * sizeof(float)) == 0,
+          "decode_weights from an offset");
+}
+
 void test_deterministic_and_threads() {
     Data d = random_data(300000, 4, 11, false);
     wl::BuildOptions o;
@@ -209,6 +240,7 @@ int main() {
         test_round_trip();
         test_decode_range_matches_queries();
         test_deterministic_and_threads();
+        test_decode_weights_matches_reference();
         test_bad_input();
         test_malformed_bytes();
     } catch (const std::exception& e) {

@@ -1,0 +1,206 @@
+"""The per-layer codec: prune -> cluster -> encode the map position -> cluster in a Bloomier filter.
+
+`encode_layer` turns a float tensor of any rank into an `EncodedLayer`, whose `decode()` gives
+back the pruned and clustered tensor, plus rare false positives: zero weights read back as one
+of the cluster centroids, each with probability `clusters / 2**cell_bits`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import struct
+import zlib
+from typing import Optional
+
+import numpy as np
+
+from .cluster import kmeans_1d
+from .filter import BloomierFilter
+from .prune import prune_mask
+
+__all__ = ["EncodedLayer", "encode_layer", "choose_cell_bits", "DEFAULT_FP_RATE"]
+
+# With neither cell_bits nor fp_rate given: about 1 zero weight in 64 reads back as a spurious
+# weight. Retraining absorbs more; without it, this keeps accuracy close to the clustered model.
+DEFAULT_FP_RATE = 1 / 64
+
+_MAGIC = b"WLLY"
+_VERSION = 1
+_HEADER = struct.Struct("<4sHBBIQQ")  # magic, version, ndim, reserved, clusters, false positives, filter bytes
+_MAX_NDIM = 32
+
+
+def value_bits_for(clusters: int) -> int:
+    """Bits r of a cluster index: enough for `clusters` codes, at least 1."""
+    return max(1, math.ceil(math.log2(clusters))) if clusters > 1 else 1
+
+
+def choose_cell_bits(clusters: int, fp_rate: float) -> int:
+    """The smallest t whose expected false-positive rate, clusters / 2**t, is at most fp_rate.
+
+    A zero weight reads a random t-bit word; it becomes a spurious weight when that word is one
+    of the `clusters` valid codes (codes past the last cluster are read as zero too).
+    """
+    if not 0.0 < fp_rate < 1.0:
+        raise ValueError(f"fp_rate must be in (0, 1), got {fp_rate!r}")
+    r = value_bits_for(clusters)
+    t = math.ceil(math.log2(max(clusters, 1) / fp_rate) - 1e-12)
+    if t > 32:
+        raise ValueError(f"fp_rate {fp_rate!r} with {clusters} clusters needs more than 32 bits per cell")
+    return max(r, t)
+
+
+def _threads(threads: Optional[int]) -> int:
+    if threads is None:
+        return os.cpu_count() or 1
+    threads = operator.index(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
+class EncodedLayer:
+    """One encoded tensor: its shape, its codebook and the filter of its kept positions.
+
+    Attributes: `shape`, `codebook` (float32, ascending), `cell_bits`, `value_bits`,
+    `kept` (number of kept weights), `false_positives` (zero weights that decode as nonzero),
+    `filter` (the `BloomierFilter`), `nbytes` (serialized size).
+    """
+
+    __slots__ = ("shape", "codebook", "filter", "false_positives")
+
+    def __init__(self, shape: tuple[int, ...], codebook: np.ndarray, filter: BloomierFilter, false_positives: int):
+        self.shape = tuple(int(d) for d in shape)
+        self.codebook = np.ascontiguousarray(codebook, dtype=np.float32)
+        self.filter = filter
+        self.false_positives = int(false_positives)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def kept(self) -> int:
+        return len(self.filter)
+
+    @property
+    def cell_bits(self) -> int:
+        return self.filter.cell_bits
+
+    @property
+    def value_bits(self) -> int:
+        return self.filter.value_bits
+
+    @property
+    def expected_false_positives(self) -> float:
+        return (self.size - self.kept) * len(self.codebook) / 2.0**self.cell_bits
+
+    @property
+    def nbytes(self) -> int:
+        return _HEADER.size + 8 * len(self.shape) + 4 * len(self.codebook) + self.filter.nbytes + 4
+
+    def decode(self, threads: Optional[int] = None) -> np.ndarray:
+        """The float32 tensor: the clustered kept weights, the false positives, zeros elsewhere."""
+        flat = self.filter._filter.decode_weights(self.size, self.codebook, _threads(threads))
+        return flat.reshape(self.shape)
+
+    def to_bytes(self) -> bytes:
+        """Serialized layer: header, shape, codebook, filter, CRC-32 (docs/FORMAT.md)."""
+        filter_bytes = self.filter.to_bytes()
+        body = b"".join(
+            [
+                _HEADER.pack(_MAGIC, _VERSION, len(self.shape), 0, len(self.codebook), self.false_positives,
+                             len(filter_bytes)),
+                np.asarray(self.shape, dtype="<u8").tobytes(),
+                self.codebook.astype("<f4").tobytes(),
+                filter_bytes,
+            ]
+        )
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @classmethod
+    def from_bytes(cls, data) -> "EncodedLayer":
+        """Parse `to_bytes` output; anything malformed, truncated or corrupted raises ValueError."""
+        data = memoryview(data).cast("B")
+        if len(data) < _HEADER.size + 4:
+            raise ValueError(f"malformed encoded layer: truncated ({len(data)} bytes)")
+        magic, version, ndim, reserved, clusters, false_positives, filter_size = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError("malformed encoded layer: bad magic")
+        if version != _VERSION:
+            raise ValueError(f"malformed encoded layer: unsupported version {version} (this library reads {_VERSION})")
+        if ndim > _MAX_NDIM or reserved or clusters > 1 << 16:
+            raise ValueError("malformed encoded layer: header fields out of range")
+        expected = _HEADER.size + 8 * ndim + 4 * clusters + filter_size + 4
+        if len(data) != expected:
+            raise ValueError(f"malformed encoded layer: {len(data)} bytes where the header describes {expected}")
+        if zlib.crc32(data[:-4]) != struct.unpack_from("<I", data, len(data) - 4)[0]:
+            raise ValueError("malformed encoded layer: checksum mismatch (the data is corrupted)")
+        at = _HEADER.size
+        shape = tuple(int(d) for d in np.frombuffer(data, dtype="<u8", count=ndim, offset=at))
+        at += 8 * ndim
+        codebook = np.frombuffer(data, dtype="<f4", count=clusters, offset=at).astype(np.float32)
+        at += 4 * clusters
+        f = BloomierFilter.from_bytes(data[at : at + filter_size])
+        size = math.prod(shape)
+        if any(d >= 2**63 for d in shape) or size >= 2**63:
+            raise ValueError("malformed encoded layer: shape too large")
+        if len(f) > size or false_positives > size - len(f):
+            raise ValueError("malformed encoded layer: more kept weights or false positives than positions")
+        if clusters > 2**f.value_bits or not np.all(np.isfinite(codebook)):
+            raise ValueError("malformed encoded layer: codebook does not match the filter")
+        return cls(shape, codebook, f, false_positives)
+
+    def __repr__(self) -> str:
+        return (
+            f"EncodedLayer(shape={self.shape}, kept={self.kept}, clusters={len(self.codebook)}, "
+            f"cell_bits={self.cell_bits}, false_positives={self.false_positives}, nbytes={self.nbytes})"
+        )
+
+
+def encode_layer(
+    weights,
+    *,
+    sparsity: Optional[float] = None,
+    threshold: Optional[float] = None,
+    clusters: int = 16,
+    cell_bits: Optional[int] = None,
+    fp_rate: Optional[float] = None,
+    seed: int = 0,
+    init: str = "density",
+    threads: Optional[int] = None,
+) -> EncodedLayer:
+    """Prune, cluster and encode a float tensor of any rank.
+
+    Args:
+        weights: float array (a conv kernel is encoded on its flattened positions).
+        sparsity / threshold: magnitude pruning (`weightless.prune.prune_mask`); neither keeps
+            every nonzero weight.
+        clusters: k-means clusters for weight sharing (1-D, density-based initialisation).
+        cell_bits: bits per filter cell t; or
+        fp_rate: the expected fraction of zero weights read back as nonzero, from which t is
+            chosen (`choose_cell_bits`). With neither, fp_rate = DEFAULT_FP_RATE.
+        seed: seeds clustering and the filter; the result is a deterministic function of it.
+    """
+    w = np.asarray(weights)
+    if w.dtype == np.bool_ or not np.issubdtype(w.dtype, np.floating):
+        raise TypeError(f"encode_layer expects a float tensor, got dtype {w.dtype}")
+    if cell_bits is not None and fp_rate is not None:
+        raise ValueError("give cell_bits or fp_rate, not both")
+    mask = prune_mask(w, sparsity=sparsity, threshold=threshold)  # also rejects NaN and Inf
+    positions = np.flatnonzero(mask)
+    kept_values = w.reshape(-1)[positions]
+    clustering = kmeans_1d(kept_values, clusters, init=init, seed=seed)
+    k = clustering.num_clusters  # fewer than asked when there are fewer distinct values
+    r = value_bits_for(k)
+    if cell_bits is None:
+        cell_bits = choose_cell_bits(k, DEFAULT_FP_RATE if fp_rate is None else fp_rate)
+    elif not r <= cell_bits <= 32:
+        raise ValueError(f"cell_bits must be in [{r}, 32] for {k} clusters, got {cell_bits}")
+    threads = _threads(threads)
+    f = BloomierFilter(positions.astype(np.uint64), clustering.codes, value_bits=r, cell_bits=cell_bits,
+                       seed=seed, threads=threads)
+    decoded_nonzero = f._filter.count_decoded(w.size, k, threads)
+    return EncodedLayer(w.shape, clustering.codebook, f, decoded_nonzero - len(positions))

@@ -98,10 +98,12 @@ struct Peeler {
     std::vector<uint32_t> bucket;      // per segment: next free slot of the counting sort
     std::vector<uint32_t> table;       // per cell: count | slot XOR | key index XOR, as above
     std::vector<uint32_t> order;       // key index << 2 | slot it was peeled from, in peeling order
-    std::vector<uint32_t> alone;       // cells with exactly one key left, behind the sweep
+    std::vector<uint32_t> alone;       // stack of cells with one key left, at or behind the sweep
 
-    // Returns false if this seed and size do not peel.
-    bool peel(const PieceJob& job, uint32_t arity, const PieceGeometry& g, uint32_t segment_count,
+    // Returns false if this seed and size do not peel. Arity is a template parameter so the
+    // loops over a key's cells unroll: construction is bound by instruction count.
+    template <uint32_t Arity>
+    bool peel(const PieceJob& job, const PieceGeometry& g, uint32_t segment_count,
               uint32_t segment_length_log2, uint64_t hash_seed, uint32_t num_cells) {
         const uint32_t n = job.num_keys;
         // Counting sort by first segment, so the cell updates below sweep the table in order.
@@ -119,13 +121,13 @@ struct Peeler {
 
         // The window of cells in use slides up the table; fetch the segment it is about to
         // enter, which would otherwise be a run of cache misses.
-        const uint32_t ahead = arity * g.segment_length;
+        const uint32_t ahead = Arity * g.segment_length;
         table.assign(num_cells, 0);
-        uint32_t cells[4];
+        uint32_t cells[Arity];
         for (uint32_t k = 0; k < n; ++k) {
-            key_cells(keys[k].hash, g, arity, cells);
+            key_cells<Arity>(keys[k].hash, g, cells);
             if (cells[0] + ahead < num_cells) prefetch(&table[cells[0] + ahead]);
-            for (uint32_t j = 0; j < arity; ++j) {
+            for (uint32_t j = 0; j < Arity; ++j) {
                 uint32_t& c = table[cells[j]];
                 if ((c >> kCountShift) == kMaxCount) return false;  // hopeless, and the count would wrap
                 c = (c + (uint32_t(1) << kCountShift)) ^ (j << kIndexBits) ^ k;
@@ -136,22 +138,34 @@ struct Peeler {
         // so a cell that becomes alone ahead of the sweep waits for it, and only cells behind
         // the sweep are peeled at once: the working set stays a few segments wide, in cache.
         order.resize(n);
+        alone.resize(size_t(num_cells) + 1);  // a cell is pushed at most once by the sweep and once by a cascade
         uint32_t peeled = 0;
+        // Keys are ordered by first segment, about n / num_cells of them per cell: the keys the
+        // sweep peels next are near index (sweep + L) * n / num_cells. Fetch them before the
+        // random reads within that window miss.
+        const uint64_t keys_per_cell_q32 = (uint64_t(n) << 32) / num_cells;
         for (uint32_t sweep = 0; sweep < num_cells; ++sweep) {
-            alone.push_back(sweep);
-            if (sweep + ahead < num_cells) prefetch(&table[sweep + ahead]);
-            while (!alone.empty()) {
-                uint32_t only = table[alone.back()];
-                alone.pop_back();
-                if ((only >> kCountShift) != 1) continue;  // not alone, or lost its key since queued
+            if (sweep + ahead < num_cells) {
+                prefetch(&table[sweep + ahead]);
+                prefetch(&keys[((uint64_t(sweep) + g.segment_length) * keys_per_cell_q32) >> 32]);
+            }
+            // Pushes are branch-free (write, then advance only if the cell is alone): whether a
+            // cell is alone is a coin flip the branch predictor cannot learn.
+            size_t top = 0;
+            alone[top] = sweep;
+            top += (table[sweep] >> kCountShift) == 1;
+            while (top) {
+                uint32_t only = table[alone[--top]];
+                if ((only >> kCountShift) != 1) continue;  // lost its last key since it was pushed
                 uint32_t k = only & kIndexMask;
-                uint32_t slot = (only >> kIndexBits) & 3;
-                order[peeled++] = k << 2 | slot;
-                key_cells(keys[k].hash, g, arity, cells);
-                for (uint32_t j = 0; j < arity; ++j) {
+                order[peeled++] = k << 2 | ((only >> kIndexBits) & 3);
+                key_cells<Arity>(keys[k].hash, g, cells);
+                for (uint32_t j = 0; j < Arity; ++j) {
                     uint32_t& c = table[cells[j]];
                     c = (c - (uint32_t(1) << kCountShift)) ^ (j << kIndexBits) ^ k;
-                    if (j != slot && cells[j] <= sweep && (c >> kCountShift) == 1) alone.push_back(cells[j]);
+                    // The peeled cell itself drops to zero keys and is never pushed.
+                    alone[top] = cells[j];
+                    top += (cells[j] <= sweep) & ((c >> kCountShift) == 1);
                 }
             }
         }
@@ -161,16 +175,19 @@ struct Peeler {
     // Assign cells in reverse peeling order: each key's peeled cell was free when it was
     // peeled, so setting it last satisfies the key's equation without disturbing earlier ones.
     // The table is all zero after a complete peel and becomes the piece's cells.
-    void assign(uint32_t arity, const PieceGeometry& g, uint32_t cell_mask) {
-        uint32_t cells[4];
+    template <uint32_t Arity>
+    void assign(const PieceGeometry& g, uint32_t cell_mask) {
+        uint32_t cells[Arity];
         const uint32_t behind = g.segment_length;
+        constexpr size_t kLookahead = 16;
         for (size_t i = order.size(); i-- > 0;) {
+            if (i >= kLookahead) prefetch(&keys[order[i - kLookahead] >> 2]);
             const SortedKey& key = keys[order[i] >> 2];
             uint32_t slot = order[i] & 3;
-            key_cells(key.hash, g, arity, cells);
+            key_cells<Arity>(key.hash, g, cells);
             if (cells[0] >= behind) prefetch(&table[cells[0] - behind]);  // the window slides down
             uint32_t word = key.value ^ key_mask(key.hash, cell_mask);
-            for (uint32_t j = 0; j < arity; ++j)
+            for (uint32_t j = 0; j < Arity; ++j)
                 if (j != slot) word ^= table[cells[j]];
             table[cells[slot]] = word;
         }
@@ -185,6 +202,10 @@ void check_piece_duplicates(const PieceJob& job) {
 }
 
 void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peeler& peeler) {
+    if (job.num_keys == 0) {  // no keys, no table: every key reads its mask alone
+        job.piece.hash_seed = piece_hash_seed(o.seed, piece_index, 0);
+        return;
+    }
     const uint32_t cell_mask = low_bits_mask(o.cell_bits);
     for (uint32_t attempt = 0; attempt < kMaxAttempts; ++attempt) {
         PieceShape shape = piece_shape(job.num_keys, o.arity, attempt);
@@ -196,8 +217,14 @@ void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peele
         uint64_t num_cells = piece_num_cells(p, o.arity);
         if (num_cells >= (uint64_t(1) << 32)) throw std::invalid_argument("piece too large; lower piece_keys");
         PieceGeometry g = piece_geometry(p);
-        if (peeler.peel(job, o.arity, g, p.segment_count, p.segment_length_log2, p.hash_seed, uint32_t(num_cells))) {
-            peeler.assign(o.arity, g, cell_mask);
+        bool peeled = o.arity == 3
+                          ? peeler.peel<3>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed, uint32_t(num_cells))
+                          : peeler.peel<4>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed, uint32_t(num_cells));
+        if (peeled) {
+            if (o.arity == 3)
+                peeler.assign<3>(g, cell_mask);
+            else
+                peeler.assign<4>(g, cell_mask);
             job.table = std::move(peeler.table);
             return;
         }

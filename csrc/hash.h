@@ -61,14 +61,23 @@ inline PieceGeometry piece_geometry(const Piece& piece) {
     return {piece.segment_count * length, length, length - 1};
 }
 
-// The key's cells, one in each of `arity` consecutive segments. Cell j lies in segment
+// The key's cells, one in each of `Arity` consecutive segments. Cell j lies in segment
 // (h0 / L) + j; XOR with an offset < L keeps it inside that aligned segment.
-inline void key_cells(const KeyHash& h, const PieceGeometry& g, uint32_t arity, uint32_t cells[4]) {
+template <uint32_t Arity>
+inline void key_cells(const KeyHash& h, const PieceGeometry& g, uint32_t cells[Arity]) {
+    static_assert(Arity == 3 || Arity == 4, "arity is 3 or 4");
     uint32_t h0 = uint32_t((uint64_t(h.x) * g.first_cells) >> 32);
     cells[0] = h0;
     cells[1] = (h0 + g.segment_length) ^ (h.y & g.offset_mask);
     cells[2] = (h0 + 2 * g.segment_length) ^ ((h.y >> 16) & g.offset_mask);
-    if (arity == 4) cells[3] = (h0 + 3 * g.segment_length) ^ (h.x & g.offset_mask);
+    if constexpr (Arity == 4) cells[3] = (h0 + 3 * g.segment_length) ^ (h.x & g.offset_mask);
+}
+
+inline void key_cells(const KeyHash& h, const PieceGeometry& g, uint32_t arity, uint32_t cells[4]) {
+    if (arity == 4)
+        key_cells<4>(h, g, cells);
+    else
+        key_cells<3>(h, g, cells);
 }
 
 inline uint32_t low_bits_mask(uint32_t bits) {

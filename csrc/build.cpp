@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -17,7 +19,7 @@ namespace {
 
 constexpr uint32_t kMaxAttempts = 64;
 constexpr uint32_t kAttemptsPerSize = 4;  // after this many failed seeds, grow the table
-constexpr uint64_t kMaxPieceKeys = uint64_t(1) << 24;  // key indices are 24-bit while peeling
+constexpr uint64_t kMaxPieceKeys = uint64_t(1) << 28;
 
 struct PieceShape {
     uint32_t segment_length_log2;
@@ -53,7 +55,7 @@ void check_options(const BuildOptions& o) {
     if (o.arity != 3 && o.arity != 4)
         throw std::invalid_argument("arity must be 3 or 4, got " + std::to_string(o.arity));
     if (o.piece_keys > kMaxPieceKeys)
-        throw std::invalid_argument("piece_keys must be at most 2^24, got " + std::to_string(o.piece_keys));
+        throw std::invalid_argument("piece_keys must be at most 2^28, got " + std::to_string(o.piece_keys));
 }
 
 [[noreturn]] void throw_duplicate(uint64_t key) {
@@ -78,33 +80,41 @@ inline void prefetch(const void* p) {
 #endif
 }
 
-// A peeling cell packs (number of keys) << 26 | (XOR of their slot numbers) << 24 | (XOR of their
-// indices), as binary fuse filters do: a cell left with one key names it directly. Four bytes
-// a cell keep the table's sliding window in cache. Once every key is peeled, every cell is zero
-// again, and the same array becomes the piece's table of t-bit cells.
-constexpr uint32_t kIndexBits = 24;
-constexpr uint32_t kIndexMask = (uint32_t(1) << kIndexBits) - 1;
+// A peeling cell holds the XOR of its keys' hashes and (number of keys) << 26 | (XOR of their
+// slot numbers) << 24 | (XOR of their values), as binary fuse filters do with hashes: a cell
+// left with one key holds that key's hash and value, so peeling never looks a key up.
+constexpr uint32_t kSlotShift = 24;
 constexpr uint32_t kCountShift = 26;
 constexpr uint32_t kMaxCount = 63;
 
-struct SortedKey {
+struct PeelCell {
     KeyHash hash;
-    uint32_t value;
+    uint32_t count_slot_value;
+};
+
+struct PeeledKey {
+    KeyHash hash;
+    uint32_t slot_value;  // slot << 24 | value: the cell it was peeled from, and its value
 };
 
 // Scratch reused across the attempts and pieces one thread builds.
 struct Peeler {
-    std::vector<SortedKey> keys;       // hashed keys ordered by first segment (cache locality)
+    std::vector<PeeledKey> keys;       // hashed keys ordered by first segment; then in peeling order
     std::vector<uint32_t> bucket;      // per segment: next free slot of the counting sort
-    std::vector<uint32_t> table;       // per cell: count | slot XOR | key index XOR, as above
-    std::vector<uint32_t> order;       // key index << 2 | slot it was peeled from, in peeling order
+    std::vector<PeelCell> table;
     std::vector<uint32_t> alone;       // stack of cells with one key left, at or behind the sweep
+    size_t num_peeled = 0;
+
+    size_t footprint() const {
+        return keys.capacity() * sizeof(PeeledKey) + table.capacity() * sizeof(PeelCell) +
+               (bucket.capacity() + alone.capacity()) * sizeof(uint32_t);
+    }
 
     // Returns false if this seed and size do not peel. Arity is a template parameter so the
     // loops over a key's cells unroll: construction is bound by instruction count.
     template <uint32_t Arity>
-    bool peel(const PieceJob& job, const PieceGeometry& g, uint32_t segment_count,
-              uint32_t segment_length_log2, uint64_t hash_seed, uint32_t num_cells) {
+    bool peel(const PieceJob& job, const PieceGeometry& g, uint32_t segment_count, uint32_t segment_length_log2,
+              uint64_t hash_seed, uint32_t num_cells) {
         const uint32_t n = job.num_keys;
         // Counting sort by first segment, so the cell updates below sweep the table in order.
         bucket.assign(size_t(segment_count) + 1, 0);
@@ -122,77 +132,104 @@ struct Peeler {
         // The window of cells in use slides up the table; fetch the segment it is about to
         // enter, which would otherwise be a run of cache misses.
         const uint32_t ahead = Arity * g.segment_length;
-        table.assign(num_cells, 0);
+        table.assign(num_cells, PeelCell{});
         uint32_t cells[Arity];
-        for (uint32_t k = 0; k < n; ++k) {
-            key_cells<Arity>(keys[k].hash, g, cells);
+        for (const PeeledKey& key : keys) {
+            key_cells<Arity>(key.hash, g, cells);
             if (cells[0] + ahead < num_cells) prefetch(&table[cells[0] + ahead]);
             for (uint32_t j = 0; j < Arity; ++j) {
-                uint32_t& c = table[cells[j]];
-                if ((c >> kCountShift) == kMaxCount) return false;  // hopeless, and the count would wrap
-                c = (c + (uint32_t(1) << kCountShift)) ^ (j << kIndexBits) ^ k;
+                PeelCell& c = table[cells[j]];
+                if ((c.count_slot_value >> kCountShift) == kMaxCount) return false;  // hopeless; would wrap
+                c.hash.x ^= key.hash.x;
+                c.hash.y ^= key.hash.y;
+                c.count_slot_value = (c.count_slot_value + (uint32_t(1) << kCountShift)) ^ (j << kSlotShift) ^ key.slot_value;
             }
         }
 
         // Peel in one sweep over the cells. The coupled layout peels as a wave along the table,
         // so a cell that becomes alone ahead of the sweep waits for it, and only cells behind
         // the sweep are peeled at once: the working set stays a few segments wide, in cache.
-        order.resize(n);
-        alone.resize(size_t(num_cells) + 1);  // a cell is pushed at most once by the sweep and once by a cascade
-        uint32_t peeled = 0;
-        // Keys are ordered by first segment, about n / num_cells of them per cell: the keys the
-        // sweep peels next are near index (sweep + L) * n / num_cells. Fetch them before the
-        // random reads within that window miss.
-        const uint64_t keys_per_cell_q32 = (uint64_t(n) << 32) / num_cells;
+        // The sorted keys are no longer needed: their slots receive the keys in peeling order.
+        if (alone.size() < 64) alone.resize(64);
+        num_peeled = 0;
         for (uint32_t sweep = 0; sweep < num_cells; ++sweep) {
-            if (sweep + ahead < num_cells) {
-                prefetch(&table[sweep + ahead]);
-                prefetch(&keys[((uint64_t(sweep) + g.segment_length) * keys_per_cell_q32) >> 32]);
-            }
+            if (sweep + ahead < num_cells) prefetch(&table[sweep + ahead]);
             // Pushes are branch-free (write, then advance only if the cell is alone): whether a
             // cell is alone is a coin flip the branch predictor cannot learn.
             size_t top = 0;
             alone[top] = sweep;
-            top += (table[sweep] >> kCountShift) == 1;
+            top += (table[sweep].count_slot_value >> kCountShift) == 1;
             while (top) {
-                uint32_t only = table[alone[--top]];
-                if ((only >> kCountShift) != 1) continue;  // lost its last key since it was pushed
-                uint32_t k = only & kIndexMask;
-                order[peeled++] = k << 2 | ((only >> kIndexBits) & 3);
-                key_cells<Arity>(keys[k].hash, g, cells);
+                if (top + Arity >= alone.size()) alone.resize(2 * alone.size());  // room for this peel's pushes
+                const PeelCell only = table[alone[--top]];
+                if ((only.count_slot_value >> kCountShift) != 1) continue;  // lost its last key since pushed
+                uint32_t slot_value = only.count_slot_value & ((uint32_t(1) << kCountShift) - 1);
+                keys[num_peeled++] = {only.hash, slot_value};
+                key_cells<Arity>(only.hash, g, cells);
+                uint32_t value = slot_value & ((uint32_t(1) << kSlotShift) - 1);
                 for (uint32_t j = 0; j < Arity; ++j) {
-                    uint32_t& c = table[cells[j]];
-                    c = (c - (uint32_t(1) << kCountShift)) ^ (j << kIndexBits) ^ k;
+                    PeelCell& c = table[cells[j]];
+                    c.hash.x ^= only.hash.x;
+                    c.hash.y ^= only.hash.y;
+                    c.count_slot_value = (c.count_slot_value - (uint32_t(1) << kCountShift)) ^ (j << kSlotShift) ^ value;
                     // The peeled cell itself drops to zero keys and is never pushed.
                     alone[top] = cells[j];
-                    top += (cells[j] <= sweep) & ((c >> kCountShift) == 1);
+                    top += (cells[j] <= sweep) & ((c.count_slot_value >> kCountShift) == 1);
                 }
             }
         }
-        return peeled == n;
+        return num_peeled == n;
     }
 
     // Assign cells in reverse peeling order: each key's peeled cell was free when it was
     // peeled, so setting it last satisfies the key's equation without disturbing earlier ones.
-    // The table is all zero after a complete peel and becomes the piece's cells.
     template <uint32_t Arity>
-    void assign(const PieceGeometry& g, uint32_t cell_mask) {
+    void assign(const PieceGeometry& g, uint32_t cell_mask, std::vector<uint32_t>& out) const {
+        out.assign(table.size(), 0);
         uint32_t cells[Arity];
         const uint32_t behind = g.segment_length;
-        constexpr size_t kLookahead = 16;
-        for (size_t i = order.size(); i-- > 0;) {
-            if (i >= kLookahead) prefetch(&keys[order[i - kLookahead] >> 2]);
-            const SortedKey& key = keys[order[i] >> 2];
-            uint32_t slot = order[i] & 3;
+        for (size_t i = num_peeled; i-- > 0;) {
+            const PeeledKey& key = keys[i];
+            uint32_t slot = key.slot_value >> kSlotShift;
             key_cells<Arity>(key.hash, g, cells);
-            if (cells[0] >= behind) prefetch(&table[cells[0] - behind]);  // the window slides down
-            uint32_t word = key.value ^ key_mask(key.hash, cell_mask);
+            if (cells[0] >= behind) prefetch(&out[cells[0] - behind]);  // the window slides down
+            uint32_t word = (key.slot_value & ((uint32_t(1) << kSlotShift) - 1)) ^ key_mask(key.hash, cell_mask);
             for (uint32_t j = 0; j < Arity; ++j)
-                if (j != slot) word ^= table[cells[j]];
-            table[cells[slot]] = word;
+                if (j != slot) word ^= out[cells[j]];
+            out[cells[slot]] = word;
         }
     }
 };
+
+// Scratch outlives a build: a model is many filters built in a row, and first-touch page faults
+// on fresh scratch cost about as much as a sixth of a build. A few peelers are kept (about 30
+// bytes per key of the largest piece each), and one that grew past kMaxPooledBytes is dropped.
+class PeelerPool {
+public:
+    std::unique_ptr<Peeler> take() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (free_.empty()) return std::make_unique<Peeler>();
+        std::unique_ptr<Peeler> p = std::move(free_.back());
+        free_.pop_back();
+        return p;
+    }
+    void give(std::unique_ptr<Peeler> p) {
+        if (p->footprint() > kMaxPooledBytes) return;
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (free_.size() < kMaxPooled) free_.push_back(std::move(p));
+    }
+
+private:
+    static constexpr size_t kMaxPooled = 4;
+    static constexpr size_t kMaxPooledBytes = size_t(64) << 20;
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<Peeler>> free_;
+};
+
+PeelerPool& peeler_pool() {
+    static PeelerPool pool;
+    return pool;
+}
 
 void check_piece_duplicates(const PieceJob& job) {
     std::vector<uint64_t> sorted(job.keys, job.keys + job.num_keys);
@@ -222,10 +259,9 @@ void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peele
                           : peeler.peel<4>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed, uint32_t(num_cells));
         if (peeled) {
             if (o.arity == 3)
-                peeler.assign<3>(g, cell_mask);
+                peeler.assign<3>(g, cell_mask, job.table);
             else
-                peeler.assign<4>(g, cell_mask);
-            job.table = std::move(peeler.table);
+                peeler.assign<4>(g, cell_mask, job.table);
             return;
         }
         // Duplicate keys share every cell and can never peel: look for them once, on the first
@@ -275,8 +311,14 @@ std::vector<PieceJob> partition(const uint64_t* keys, const uint32_t* values, si
         if (n > kMaxPieceKeys) throw std::invalid_argument("too many keys for one piece");
         return jobs;
     }
-    auto piece_of = [&](uint64_t key) {
-        return size_t(std::upper_bound(bounds.begin(), bounds.end(), key) - bounds.begin());
+    // Random keys land in random pieces: a binary search mispredicts at every level, so search
+    // without branches (the comparison's result moves the base).
+    auto piece_of = [&](uint64_t key) -> size_t {  // the number of bounds <= key
+        if (bounds.empty()) return 0;
+        const uint64_t* base = bounds.data();
+        for (size_t len = bounds.size(); len > 1; len -= len / 2)
+            base = base[len / 2] <= key ? base + len / 2 : base;
+        return size_t(base - bounds.data()) + (*base <= key);
     };
     std::vector<size_t> start(jobs.size() + 1, 0);
     if (sorted) {
@@ -330,14 +372,15 @@ Filter build_filter(const uint64_t* keys, const uint32_t* values, size_t n, cons
     std::vector<std::exception_ptr> errors(jobs.size());
     std::atomic<size_t> next{0};
     auto worker = [&] {
-        Peeler peeler;  // scratch reused from piece to piece: first-touch page faults are costly
+        std::unique_ptr<Peeler> peeler = peeler_pool().take();
         for (size_t p; (p = next.fetch_add(1)) < jobs.size();) {
             try {
-                build_piece(jobs[p], p, options, peeler);
+                build_piece(jobs[p], p, options, *peeler);
             } catch (...) {
                 errors[p] = std::current_exception();
             }
         }
+        peeler_pool().give(std::move(peeler));
     };
     unsigned threads = std::max(1u, std::min<unsigned>(options.threads, unsigned(jobs.size())));
     std::vector<std::thread> pool;

@@ -215,8 +215,7 @@ def kmeans_1d(
     if n == 0:
         return Clustering(np.empty(0, dtype=np.float32), np.empty(0, dtype=np.uint16))
 
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
+    xs = np.sort(x)
     distinct = int(np.count_nonzero(xs[1:] != xs[:-1])) + 1
 
     if distinct <= k:
@@ -243,21 +242,21 @@ def kmeans_1d(
                 break
 
     # Final labelling against the last centroids; the codebook is the mean of
-    # each resulting cluster (equal to the centroids once converged).
+    # each resulting cluster (equal to the centroids once converged). Clusters
+    # are contiguous value ranges, so a value's code is the number of ranges
+    # starting at or below it: no argsort needed to map codes back to input order.
     if distinct <= k:
-        runs_codes = np.searchsorted(centroids, xs)
         codebook64 = centroids
+        starts = centroids[1:]
     else:
-        edges = _assign(xs, centroids)
-        codebook64, runs = _means(xs, csum, edges)
-        counts = runs[1] - runs[0]
-        runs_codes = np.repeat(np.arange(codebook64.shape[0]), counts)
+        codebook64, runs = _means(xs, csum, _assign(xs, centroids))
+        starts = xs[runs[0][1:]]
+    run_codes = np.searchsorted(starts, x, side="right")
 
     # float32 rounding can merge neighbouring centroids; np.unique keeps the
     # codebook strictly ascending and remaps the codes onto it.
     codebook, remap = np.unique(codebook64.astype(np.float32), return_inverse=True)
-    codes = np.empty(n, dtype=np.uint16)
-    codes[order] = remap.astype(np.uint16)[runs_codes]
+    codes = remap.astype(np.uint16)[run_codes]
     return Clustering(codebook=codebook, codes=codes)
 
 

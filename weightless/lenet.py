@@ -169,6 +169,8 @@ def train_lenet300(
     seed: int = 0,
     progress: bool = True,
     init: Mapping[str, np.ndarray] | None = None,
+    masks: Mapping[str, np.ndarray] | None = None,
+    frozen: tuple[str, ...] = (),
 ) -> State:
     """Train LeNet-300-100 with Adam and return a new float32 state dict.
 
@@ -178,6 +180,9 @@ def train_lenet300(
     case training starts from a copy of it) and the shuffling order, so a run
     is reproducible up to BLAS summation order.
     ``progress`` shows a tqdm bar when tqdm is installed; silent otherwise.
+    ``masks`` (name -> bool array) keeps pruned weights at zero: retraining after pruning.
+    ``frozen`` names parameters left as they are: retraining the later layers around an
+    encoded layer (the paper's Algorithm 1).
     """
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
@@ -192,6 +197,14 @@ def train_lenet300(
     else:
         _check_state(init)
         params = {k: np.array(init[k], dtype=np.float32) for k in PARAM_NAMES}
+    masks = {k: np.asarray(mk, dtype=bool) for k, mk in (masks or {}).items()}
+    for k, mk in masks.items():
+        if k not in params or mk.shape != params[k].shape:
+            raise ValueError(f"mask {k!r} does not match a parameter's shape")
+        params[k] *= mk
+    unknown = set(frozen) - set(PARAM_NAMES)
+    if unknown:
+        raise ValueError(f"unknown parameters to freeze: {sorted(unknown)}")
     # Shuffling gets its own stream so it does not depend on whether the
     # weights came from init_lenet300 or from ``init``.
     rng = np.random.default_rng([seed, 1])
@@ -225,6 +238,8 @@ def train_lenet300(
                 # Fold Adam's bias corrections into one scalar step size.
                 a = rate * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
                 for k, g in grads.items():
+                    if k in frozen:
+                        continue
                     mk, vk = m[k], v[k]
                     mk *= beta1
                     mk += (1.0 - beta1) * g
@@ -238,6 +253,8 @@ def train_lenet300(
                     mk[np.abs(mk) < _TINY] = 0
                     vk[vk < _TINY] = 0
                     params[k] -= a * mk / (np.sqrt(vk) + eps)
+                    if k in masks:
+                        params[k] *= masks[k]
                 if bar is not None:
                     bar.update(1)
             if bar is not None:

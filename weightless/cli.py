@@ -1,10 +1,20 @@
-"""The `weightless` command line."""
+"""The `weightless` command line.
+
+  weightless compress MODEL -o MODEL.wl [--sparsity S] [--clusters K] [--cell-bits T] ...
+  weightless decompress MODEL.wl -o MODEL.{npz,safetensors,pt}
+  weightless inspect MODEL.wl [--baselines] [--json]
+  weightless demo
+
+Models are read and written as .npz, .safetensors or PyTorch .pt/.pth state dicts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from . import __version__
 
@@ -13,10 +23,26 @@ class CliError(Exception):
     """A problem to report in one line, with a non-zero exit code and no traceback."""
 
 
+class _UsageError(Exception):
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage and exits with 2; the CLI's contract is one line and exit code 1.
+    # Subparsers inherit this class (add_subparsers uses the parent's class).
+    def error(self, message: str):
+        raise _UsageError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="weightless", description=__doc__)
+    parser = _Parser(prog="weightless", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"weightless {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_compress(sub)
+    _add_decompress(sub)
+    _add_inspect(sub)
     from . import demo
 
     demo.add_parser(sub)
@@ -24,13 +50,271 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(f"{e.prog}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
     try:
         args.run(args)
-    except (CliError, ValueError, OSError) as e:
-        print(f"weightless {args.command}: error: {e}", file=sys.stderr)
+    except (CliError, ValueError, OSError, ImportError) as e:
+        print(f"weightless {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"weightless {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split("\n")) or type(e).__name__
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_output(input_path: str, output: str, force: bool) -> None:
+    """Errors that are cheap to find before any work: the output is the input, or exists."""
+    if _same_file(input_path, output):
+        raise CliError(f"the output {output} is the input file")
+    if os.path.isdir(output):
+        raise CliError(f"the output {output} is a directory")
+    if os.path.exists(output) and not force:
+        raise CliError(f"{output} exists (use --force to overwrite it)")
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape)) if shape else "scalar"
+
+
+def _factor(numerator: float, denominator: float) -> Optional[float]:
+    return numerator / denominator if denominator else None
+
+
+def _fmt_factor(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.1f}x"
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> None:
+    """Columns sized to their content; the first `left` columns left-aligned, the rest right."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        cells = [c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        print("  ".join(cells).rstrip())
+
+
+# --------------------------------------------------------------------------- compress
+
+
+def _add_compress(sub) -> None:
+    p = sub.add_parser("compress", help="encode a model's weight matrices into a .wl file",
+                       description="Encode the chosen layers of a model (.npz, .safetensors, .pt/.pth) with "
+                                   "Weightless and store every other tensor exactly, in one .wl file.")
+    p.add_argument("input", help="the model file")
+    p.add_argument("-o", "--output", required=True, help="the .wl file to write")
+    p.add_argument("--layers", nargs="+", metavar="NAME",
+                   help="tensors to encode, named after the input (default: floating tensors with 2 or more "
+                        "dimensions and at least 1024 elements)")
+    prune = p.add_mutually_exclusive_group()
+    prune.add_argument("--sparsity", type=float, metavar="S",
+                       help="fraction of each layer's weights to prune, in [0, 1]")
+    prune.add_argument("--threshold", type=float, metavar="X", help="prune the weights with |w| <= X")
+    p.add_argument("--clusters", type=int, metavar="K", help="k-means clusters per layer (default 16)")
+    cells = p.add_mutually_exclusive_group()
+    cells.add_argument("--cell-bits", type=int, metavar="T", help="bits per filter cell t")
+    cells.add_argument("--fp-rate", type=float, metavar="P",
+                       help="expected fraction of zero weights read back as nonzero, from which t is chosen "
+                            "(default 1/64)")
+    p.add_argument("--seed", type=int, metavar="N", help="seed of the clustering and the filters (default 0)")
+    p.add_argument("--threads", type=int, metavar="N", help="threads to encode with (default: all cores)")
+    p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_run_compress)
+
+
+def _want_progress(args: argparse.Namespace) -> bool:
+    if args.json or not sys.stderr.isatty():
+        return False
+    try:
+        import tqdm  # noqa: F401  -- a bar is a nicety, not worth an error when missing
+    except ImportError:
+        return False
+    return True
+
+
+def _run_compress(args: argparse.Namespace) -> None:
+    from .container import compress
+
+    _check_output(args.input, args.output, args.force)
+    if not args.output.lower().endswith(".wl"):
+        raise CliError(f"the output {args.output} must end in .wl")
+    names = ("sparsity", "threshold", "clusters", "cell_bits", "fp_rate", "seed", "threads")
+    options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    report = compress(args.input, args.output, layers=args.layers, overwrite=args.force,
+                      progress=_want_progress(args), **options)
+    if args.json:
+        print(json.dumps(_compress_json(report), indent=2))
+        return
+    rows = []
+    for e in report.encoded:
+        rows.append([e.name, _shape(e.shape), f"{_density(e):.2%}", str(e.cell_bits), f"{e.nbytes:,}",
+                     _fmt_factor(_factor(4 * e.size, e.nbytes))])
+    if rows:
+        _print_table(["layer", "shape", "density", "t", "bytes", "vs float32"], rows)
+    else:
+        print("no layer was encoded (every tensor is stored as it is)")
+    raw = [e for e in report.tensors if e.kind == "raw"]
+    if raw:
+        print(f"{len(raw)} other tensor(s) stored exactly: {sum(e.nbytes for e in raw):,} bytes")
+    print(f"total: {report.original_bytes:,} bytes -> {report.compressed_bytes:,} bytes "
+          f"({_fmt_factor(_factor(report.original_bytes, report.compressed_bytes))}), wrote {report.path}")
+
+
+def _density(e) -> float:
+    return e.kept / e.size if e.size else 0.0
+
+
+def _compress_json(report) -> dict[str, Any]:
+    return {
+        "output": report.path,
+        "layers": [_entry_json(e) for e in report.tensors],
+        "total": {"tensors": len(report.tensors), "encoded": len(report.encoded),
+                  "original_bytes": report.original_bytes, "file_bytes": report.compressed_bytes,
+                  "compression": _factor(report.original_bytes, report.compressed_bytes)},
+    }
+
+
+def _entry_json(e) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "kind": e.kind,
+                         "nbytes": e.nbytes}
+    if e.kind == "encoded":
+        d.update(density=_density(e), kept=e.kept, clusters=e.clusters, cell_bits=e.cell_bits,
+                 bits_per_kept_weight=_factor(8 * e.nbytes, e.kept), false_positives=e.false_positives,
+                 compression_vs_float32=_factor(4 * e.size, e.nbytes), options=e.options)
+    return d
+
+
+# --------------------------------------------------------------------------- decompress
+
+
+def _add_decompress(sub) -> None:
+    p = sub.add_parser("decompress", help="decode a .wl file back to a model file",
+                       description="Decode every tensor of a .wl file and write them as a state dict; the "
+                                   "output format follows its extension (.npz, .safetensors, .pt/.pth).")
+    p.add_argument("input", help="the .wl file")
+    p.add_argument("-o", "--output", required=True, help="the model file to write")
+    p.add_argument("--threads", type=int, metavar="N", help="threads to decode with (default: all cores)")
+    p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+    p.set_defaults(run=_run_decompress)
+
+
+def _run_decompress(args: argparse.Namespace) -> None:
+    from .container import decompress
+    from .io import check_format, save_state
+
+    _check_output(args.input, args.output, args.force)
+    check_format(args.output, writing=True)  # an unknown extension or missing package fails before decoding
+    state = decompress(args.input, threads=args.threads)
+    save_state(state, args.output, overwrite=args.force)
+    print(f"wrote {args.output} ({len(state)} tensors)")
+
+
+# --------------------------------------------------------------------------- inspect
+
+_BASELINES_NOTE = (
+    "Baselines are computed from the decoded tensor: its nonzeros are the kept weights plus the "
+    "false positives, so they are the sizes of storing exactly what Weightless decodes to."
+)
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="describe the tensors of a .wl file",
+                       description="Describe every tensor of a .wl file from its header, without decoding anything "
+                                   "(except with --baselines).",
+                       epilog="--baselines: " + _BASELINES_NOTE)
+    p.add_argument("input", help="the .wl file")
+    p.add_argument("--baselines", action="store_true",
+                   help="also size each encoded layer as Deep Compression (5-bit relative indices, Huffman) "
+                        "and as CSR + zstd would store it (decodes those layers)")
+    p.add_argument("--json", action="store_true", help="print JSON to stdout")
+    p.set_defaults(run=_run_inspect)
+
+
+def _baselines(layer) -> dict[str, int]:
+    """Deep Compression and CSR + zstd sizes of the decoded layer (see _BASELINES_NOTE)."""
+    import numpy as np
+
+    from .baselines import csr_zstd_nbytes, deep_compression_nbytes
+
+    decoded = layer.decode().reshape(-1)
+    positions = np.flatnonzero(decoded)
+    # Decoded values are codebook entries exactly, so their index is a search in the sorted codebook.
+    codes = np.searchsorted(layer.codebook, decoded[positions])
+    k = len(layer.codebook)
+    try:
+        zstd = csr_zstd_nbytes(positions, codes, k, layer.shape)["total"]
+    except ImportError:
+        raise ImportError("--baselines needs zstandard: pip install zstandard") from None
+    return {
+        "decoded_nonzeros": int(positions.size),
+        "deep_compression_bytes": deep_compression_nbytes(positions, codes, k, layer.shape, index_bits=5)["total"],
+        "csr_zstd_bytes": zstd,
+    }
+
+
+def _run_inspect(args: argparse.Namespace) -> None:
+    from .container import open_container
+
+    layers = []
+    with open_container(args.input) as c:
+        for e in c.tensors:
+            d = _entry_json(e)
+            if args.baselines and e.kind == "encoded":
+                d["baselines"] = _baselines(c.encoded_layer(e.name))
+            layers.append(d)
+        original = sum(e.original_nbytes for e in c.tensors)
+        total = {"tensors": len(c.tensors), "encoded": sum(e.kind == "encoded" for e in c.tensors),
+                 "original_bytes": original, "file_bytes": c.nbytes, "compression": _factor(original, c.nbytes)}
+        metadata = c.metadata
+    if args.json:
+        out = {"file": args.input, "metadata": metadata, "layers": layers, "total": total}
+        if args.baselines:
+            out["baselines_note"] = _BASELINES_NOTE
+        print(json.dumps(out, indent=2))
+        return
+
+    header = ["tensor", "shape", "dtype", "kind", "density", "k", "t", "bytes", "bits/kept", "false pos.",
+              "vs float32"]
+    if args.baselines:
+        header += ["Deep Compr.", "CSR+zstd"]
+    rows = []
+    for d in layers:
+        enc = d["kind"] == "encoded"
+        bits = d.get("bits_per_kept_weight")
+        row = [d["name"], _shape(d["shape"]), d["dtype"], d["kind"],
+               f"{d['density']:.2%}" if enc else "-",
+               str(d["clusters"]) if enc else "-",
+               str(d["cell_bits"]) if enc else "-",
+               f"{d['nbytes']:,}",
+               f"{bits:.2f}" if bits is not None else "-",
+               f"{d['false_positives']:,}" if enc else "-",
+               _fmt_factor(d.get("compression_vs_float32"))]
+        if args.baselines:
+            b = d.get("baselines")
+            row += [f"{b['deep_compression_bytes']:,}", f"{b['csr_zstd_bytes']:,}"] if b else ["-", "-"]
+        rows.append(row)
+    _print_table(header, rows, left=4)
+    print(f"total: {total['tensors']} tensors ({total['encoded']} encoded), {original:,} bytes uncompressed, "
+          f"{c.nbytes:,} bytes in the file ({_fmt_factor(total['compression'])})")
+    if args.baselines:
+        print(f"note: {_BASELINES_NOTE}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,220 @@
+"""Tests for the `weightless` command line (weightless/cli.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from weightless.cli import main
+from weightless.container import compress, decompress
+from weightless.io import load_state, save_state
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def model(tmp_path) -> pathlib.Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "model.npz"
+    save_state({
+        "fc1.weight": rng.normal(size=(64, 48)).astype(np.float32),
+        "fc1.bias": rng.normal(size=64).astype(np.float32),
+        "fc2.weight": rng.normal(size=(10, 64)).astype(np.float32),
+        "steps": np.array(3, dtype=np.int64),
+    }, path)
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def digest(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_failed(result: tuple[int, str, str], command: str, message: str) -> None:
+    code, out, err = result
+    assert code == 1
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"weightless {command}: error: "), err
+    assert message in lines[0], err
+
+
+def assert_clean(directory: pathlib.Path) -> None:
+    assert not [p for p in os.listdir(directory) if p.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_compress_inspect_decompress(tmp_path, model, capsys):
+    before = digest(model)
+    wl = tmp_path / "model.wl"
+    code, out, err = run(capsys, "compress", model, "-o", wl, "--sparsity", "0.9", "--cell-bits", "8",
+                         "--layers", "fc1.weight", "fc2.weight")
+    assert code == 0, err
+    assert "fc1.weight" in out and "64x48" in out and "10.00%" in out and "total:" in out
+    assert digest(model) == before
+
+    code, out, _ = run(capsys, "inspect", wl)
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()[1:5]] == ["fc1.weight", "fc1.bias", "fc2.weight", "steps"]
+
+    for ext in (".npz", ".safetensors"):
+        out_path = tmp_path / f"restored{ext}"
+        code, out, err = run(capsys, "decompress", wl, "-o", out_path)
+        assert code == 0, err
+        restored, expected = load_state(out_path), decompress(wl)
+        assert set(restored) == set(expected)
+        for name in expected:
+            assert restored[name].dtype == expected[name].dtype
+            assert restored[name].tobytes() == expected[name].tobytes()
+    assert_clean(tmp_path)
+
+
+def test_compress_json_and_default_options(tmp_path, model, capsys):
+    code, out, _ = run(capsys, "compress", model, "-o", tmp_path / "m.wl", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert [layer["name"] for layer in report["layers"] if layer["kind"] == "encoded"] == ["fc1.weight"]
+    assert report["total"]["file_bytes"] == os.path.getsize(tmp_path / "m.wl")
+    # Only the options given are recorded as the command's; each layer records all it used.
+    assert report["layers"][0]["options"]["clusters"] == 16
+
+
+def test_inspect_json_and_baselines(tmp_path, model, capsys):
+    wl = tmp_path / "m.wl"
+    compress(model, wl, layers=["fc1.weight"], sparsity=0.9, cell_bits=8)
+    before = digest(wl)
+    code, out, _ = run(capsys, "inspect", wl, "--json", "--baselines")
+    assert code == 0
+    info = json.loads(out)
+    assert set(info) >= {"layers", "total"}
+    first = info["layers"][0]
+    assert first["name"] == "fc1.weight" and first["shape"] == [64, 48] and first["kind"] == "encoded"
+    assert first["density"] == pytest.approx(0.1, abs=1e-3)
+    assert first["compression_vs_float32"] == pytest.approx(4 * 64 * 48 / first["nbytes"])
+    decoded = decompress(wl)["fc1.weight"]
+    assert first["baselines"]["decoded_nonzeros"] == np.count_nonzero(decoded)
+    assert first["baselines"]["deep_compression_bytes"] > 0 and first["baselines"]["csr_zstd_bytes"] > 0
+    assert "baselines" not in info["layers"][1]  # raw tensors have none
+    assert info["total"]["file_bytes"] == os.path.getsize(wl)
+
+    code, out, _ = run(capsys, "inspect", wl, "--baselines")
+    assert code == 0 and "CSR+zstd" in out and "decoded tensor" in out
+    assert digest(wl) == before
+
+
+def test_force_overwrites(tmp_path, model, capsys):
+    wl = tmp_path / "m.wl"
+    assert run(capsys, "compress", model, "-o", wl)[0] == 0
+    before = digest(wl)
+    assert_failed(run(capsys, "compress", model, "-o", wl, "--clusters", "4"), "compress", "use --force")
+    assert digest(wl) == before
+    assert run(capsys, "compress", model, "-o", wl, "--clusters", "4", "--force")[0] == 0
+    assert digest(wl) != before
+
+    out = tmp_path / "r.npz"
+    assert run(capsys, "decompress", wl, "-o", out)[0] == 0
+    assert_failed(run(capsys, "decompress", wl, "-o", out), "decompress", "use --force")
+    assert run(capsys, "decompress", wl, "-o", out, "--force")[0] == 0
+    assert_clean(tmp_path)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_input_problems(tmp_path, model, capsys):
+    wl = tmp_path / "m.wl"
+    compress(model, wl)
+    data = wl.read_bytes()
+    (tmp_path / "cut.wl").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    (tmp_path / "flip.wl").write_bytes(bytes(flipped))
+    (tmp_path / "noise.wl").write_bytes(os.urandom(64))
+    hashes = {p: digest(p) for p in tmp_path.iterdir()}
+
+    assert_failed(run(capsys, "compress", tmp_path / "nope.npz", "-o", tmp_path / "x.wl"), "compress", "no such file")
+    assert_failed(run(capsys, "compress", tmp_path / "flip.wl", "-o", tmp_path / "x.wl"), "compress",
+                  "decompress it first")
+    assert_failed(run(capsys, "compress", model, "-o", tmp_path / "x.npz"), "compress", "must end in .wl")
+    assert_failed(run(capsys, "compress", model, "-o", tmp_path / "x.wl", "--layers", "fc9.weight"), "compress",
+                  "no tensor named 'fc9.weight'; the model has: 'fc1.weight'")
+    assert_failed(run(capsys, "compress", model, "-o", tmp_path / "x.wl", "--layers", "steps"), "compress",
+                  "only floating tensors")
+    assert_failed(run(capsys, "compress", model, "-o", tmp_path / "x.wl", "--sparsity", "1.5"), "compress",
+                  "sparsity must be in [0, 1]")
+    assert_failed(run(capsys, "decompress", tmp_path / "nope.wl", "-o", tmp_path / "x.npz"), "decompress",
+                  "no such file")
+    x = tmp_path / "x.npz"
+    assert_failed(run(capsys, "decompress", model, "-o", x), "decompress", "not a weightless model file")
+    assert_failed(run(capsys, "decompress", tmp_path / "cut.wl", "-o", x), "decompress", "malformed .wl file")
+    assert_failed(run(capsys, "decompress", tmp_path / "flip.wl", "-o", x), "decompress", "checksum mismatch")
+    assert_failed(run(capsys, "decompress", wl, "-o", tmp_path / "x.h5"), "decompress", "unknown model format '.h5'")
+    assert_failed(run(capsys, "decompress", wl, "-o", tmp_path / "no" / "x.npz"), "decompress", "does not exist")
+    assert_failed(run(capsys, "inspect", tmp_path / "noise.wl"), "inspect", "malformed .wl file")
+    assert_failed(run(capsys, "inspect", tmp_path), "inspect", "is a directory")
+
+    assert {p: digest(p) for p in tmp_path.iterdir()} == hashes  # nothing written, nothing changed
+    assert_clean(tmp_path)
+
+
+def test_nan_weights(tmp_path, capsys):
+    w = np.ones((40, 40), np.float32)
+    w[5, 5] = np.nan
+    save_state({"w": w}, tmp_path / "nan.safetensors")
+    assert_failed(run(capsys, "compress", tmp_path / "nan.safetensors", "-o", tmp_path / "x.wl"), "compress",
+                  "tensor 'w': weights contain NaN")
+    assert sorted(os.listdir(tmp_path)) == ["nan.safetensors"]
+
+
+def test_output_is_input(tmp_path, model, capsys):
+    wl = tmp_path / "m.wl"
+    compress(model, wl)
+    before = digest(wl)
+    assert_failed(run(capsys, "decompress", wl, "-o", wl, "--force"), "decompress", "is the input file")
+    assert_failed(run(capsys, "compress", model, "-o", model, "--force"), "compress", "is the input file")
+    assert digest(wl) == before
+
+
+def test_usage_errors_are_one_line_with_code_1(tmp_path, model, capsys):
+    assert_failed(run(capsys, "compress", model), "compress", "required: -o/--output")
+    assert_failed(run(capsys, "compress", model, "-o", tmp_path / "x.wl", "--cell-bits", "8", "--fp-rate", "0.1"),
+                  "compress", "not allowed with argument")
+    assert_failed(run(capsys, "compress", model, "-o", tmp_path / "x.wl", "--clusters", "many"), "compress",
+                  "invalid int value")
+    code, _, err = run(capsys)
+    assert code == 1 and err.startswith("weightless: error:") and len(err.splitlines()) == 1
+
+
+def test_demo_is_still_wired():
+    from weightless.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--epochs", "1"])
+    assert args.command == "demo" and args.epochs == 1
+
+
+def test_as_a_subprocess(tmp_path, model):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout, whatever is installed
+    cmd = [sys.executable, "-m", "weightless.cli"]
+    ok = subprocess.run(cmd + ["compress", str(model), "-o", str(tmp_path / "m.wl")], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "total:" in ok.stdout
+    bad = subprocess.run(cmd + ["inspect", str(model)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("weightless inspect: error:") and "Traceback" not in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1

@@ -1,0 +1,479 @@
+"""Tests for weightless/container.py: the whole-model .wl file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from weightless import __version__
+from weightless.cluster import kmeans_1d
+from weightless.codec import EncodedLayer, encode_layer
+from weightless.container import (
+    DEFAULT_MIN_ELEMENTS,
+    RAW_DTYPES,
+    CompressionReport,
+    compress,
+    decompress,
+    open_container,
+)
+from weightless.filter import BloomierFilter
+from weightless.io import save_state
+from weightless.prune import prune_mask
+
+OPTIONS = dict(sparsity=0.9, clusters=16, cell_bits=8, seed=3)
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _model() -> dict[str, np.ndarray]:
+    rng = _rng()
+    return {
+        "fc1.weight": rng.normal(size=(256, 256)).astype(np.float32),
+        "fc1.bias": rng.normal(size=256).astype(np.float32),
+        "conv.weight": rng.normal(size=(16, 8, 3, 3)).astype(np.float64),
+        "half.weight": rng.normal(size=(32, 64)).astype(np.float16),
+        "steps": np.array(1000, dtype=np.int64),
+    }
+
+
+def _small_model() -> dict[str, np.ndarray]:
+    rng = _rng(1)
+    return {
+        "w": rng.normal(size=(4, 8)).astype(np.float32),
+        "b": np.array([1.5, np.nan], dtype=np.float32),
+        "n": np.arange(3, dtype=np.int16),
+    }
+
+
+def _no_temp_files(directory) -> None:
+    assert not [p for p in os.listdir(directory) if p.endswith(".tmp")]
+
+
+def _expected_kept(w: np.ndarray, options: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mask of kept weights, their clustered values and the codebook, computed independently."""
+    mask = prune_mask(w, sparsity=options.get("sparsity"), threshold=options.get("threshold"))
+    clustering = kmeans_1d(w.reshape(-1)[mask.reshape(-1)], options.get("clusters", 16), init="density",
+                           seed=options.get("seed", 0))
+    return mask, clustering.codebook[clustering.codes], clustering.codebook
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def test_encoded_layers_decode_to_pruned_clustered_weights(tmp_path):
+    state = _model()
+    report = compress(state, tmp_path / "m.wl", **OPTIONS)
+    back = decompress(tmp_path / "m.wl")
+    assert [e.name for e in report.encoded] == ["fc1.weight", "conv.weight", "half.weight"]
+    for e in report.encoded:
+        w, got = state[e.name], back[e.name]
+        assert got.dtype == w.dtype and got.shape == w.shape
+        mask, kept_values, codebook = _expected_kept(w, OPTIONS)
+        # Every kept weight reads back as its centroid (cast to the tensor's dtype).
+        np.testing.assert_array_equal(got[mask], kept_values.astype(w.dtype))
+        # Elsewhere zero, except at the false positives, which are centroids too.
+        spurious = got[~mask][got[~mask] != 0]
+        assert spurious.size == e.false_positives
+        assert np.isin(spurious, codebook.astype(w.dtype)).all()
+        assert e.kept == int(mask.sum()) and e.cell_bits == 8 and e.clusters == len(codebook)
+        # The file holds exactly what encode_layer gives (the encoding is deterministic).
+        np.testing.assert_array_equal(got, encode_layer(w, **OPTIONS).decode().astype(w.dtype))
+
+
+def test_false_positive_count_matches_the_rate(tmp_path):
+    # A zero weight reads a random t-bit word; it is spurious when the word is one of k codes.
+    w = _rng(2).normal(size=(512, 256)).astype(np.float32)
+    report = compress({"w": w}, tmp_path / "m.wl", sparsity=0.92, clusters=16, cell_bits=9)
+    e = report.tensors[0]
+    zeros = w.size - e.kept
+    p = e.clusters / 2**e.cell_bits
+    mean, sigma = zeros * p, math.sqrt(zeros * p * (1 - p))
+    assert abs(e.false_positives - mean) <= 6 * sigma
+    assert np.count_nonzero(decompress(tmp_path / "m.wl")["w"]) == e.kept + e.false_positives
+
+
+def test_raw_tensors_are_bit_identical(tmp_path):
+    payload_nans = np.array([0x7FC00001, 0xFFBADBAD, 0x7F800001, 0], dtype=np.uint32).view(np.float32)
+    half_nans = np.array([0x7E01, 0xFC00], np.uint16).view(np.float16)
+    state = {"nan_payloads": payload_nans.reshape(2, 2), "f16_nan": half_nans}
+    for i, name in enumerate(RAW_DTYPES):
+        dtype = np.dtype(name)
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            values = np.array([info.min, info.max, 0, 1, info.max - 1, info.min + 1], dtype=dtype)
+        elif dtype.kind == "b":
+            values = np.array([True, False, True, True, False, False])
+        else:
+            values = np.array([np.finfo(dtype).max, -0.0, np.inf, -np.inf, np.nan, 1e-40], dtype=dtype)
+        state[f"t.{name}"] = values.reshape((2, 3) if i % 2 else (6,))
+    state["scalar"] = np.array(2.5, dtype=np.float64)
+    state["empty"] = np.zeros((0, 7), dtype=np.int32)
+    state["big_endian"] = np.arange(5, dtype=">i4")
+    compress(state, tmp_path / "m.wl", layers=[])
+    back = decompress(tmp_path / "m.wl")
+    assert list(back) == list(state)
+    for name, a in state.items():
+        b = back[name]
+        assert b.shape == a.shape and b.dtype == a.dtype.newbyteorder("=") and b.flags.writeable, name
+        assert b.tobytes() == a.astype(a.dtype.newbyteorder("=")).tobytes(), name
+
+
+def test_input_state_is_not_modified(tmp_path):
+    state = _model()
+    copies = {k: v.copy() for k, v in state.items()}
+    compress(state, tmp_path / "m.wl", **OPTIONS)
+    assert list(state) == list(copies)
+    for k in state:
+        assert state[k].tobytes() == copies[k].tobytes()
+
+
+def test_from_a_model_file(tmp_path):
+    state = _small_model()
+    save_state(state, tmp_path / "m.safetensors")
+    before = (tmp_path / "m.safetensors").read_bytes()
+    report = compress(tmp_path / "m.safetensors", tmp_path / "m.wl", layers=["w"], progress=True)
+    assert (tmp_path / "m.safetensors").read_bytes() == before
+    assert report.compressed_bytes == os.path.getsize(tmp_path / "m.wl")
+    assert set(decompress(tmp_path / "m.wl")) == set(state)
+
+
+def test_report_totals(tmp_path):
+    state = _model()
+    report = compress(state, tmp_path / "m.wl", **OPTIONS)
+    assert isinstance(report, CompressionReport)
+    assert report.original_bytes == sum(a.nbytes for a in state.values())
+    assert report.compressed_bytes == os.path.getsize(tmp_path / "m.wl")
+    assert report.ratio == report.original_bytes / report.compressed_bytes
+    assert [e.name for e in report.tensors] == list(state)
+    raw = [e for e in report.tensors if e.kind == "raw"]
+    assert all(e.kept is None and e.false_positives is None for e in raw)
+    assert all(e.nbytes == state[e.name].nbytes for e in raw)
+
+
+def test_default_layer_choice(tmp_path):
+    f = np.ones
+    state = {
+        "at_limit": f((64, DEFAULT_MIN_ELEMENTS // 64), np.float64),
+        "below_limit": f((1, DEFAULT_MIN_ELEMENTS - 1), np.float32),
+        "vector": f(4 * DEFAULT_MIN_ELEMENTS, np.float32),
+        "ints": f((64, 64), np.int32),
+        "half": f((32, 32, 2), np.float16),
+    }
+    report = compress(state, tmp_path / "m.wl")
+    assert [e.name for e in report.encoded] == ["at_limit", "half"]
+    with open_container(tmp_path / "m.wl") as c:
+        assert c.metadata["layers"] is None
+
+
+def test_empty_all_zero_and_tiny_layers(tmp_path):
+    state = {
+        "empty": np.zeros((0, 5), np.float32),
+        "zeros": np.zeros((40, 40), np.float32),
+        "one": np.array([[-0.25]], np.float32),
+        "row": np.array([[3.0, 0.0, -1.0]], np.float64),
+    }
+    report = compress(state, tmp_path / "m.wl", layers=list(state))
+    assert len(report.encoded) == 4
+    back = decompress(tmp_path / "m.wl")
+    assert back["empty"].shape == (0, 5)
+    np.testing.assert_array_equal(back["zeros"], state["zeros"])
+    assert report.tensors[1].kept == 0 and report.tensors[1].false_positives == 0
+    np.testing.assert_array_equal(back["one"], state["one"])  # one kept weight, its own centroid
+    np.testing.assert_array_equal(back["row"], state["row"])  # two distinct values, two exact centroids
+
+
+def test_empty_model(tmp_path):
+    report = compress({}, tmp_path / "m.wl")
+    assert report.tensors == [] and decompress(tmp_path / "m.wl") == {}
+
+
+def test_per_layer_options(tmp_path):
+    state = _model()
+    compress(state, tmp_path / "m.wl", layers={"fc1.weight": {"sparsity": 0.5}, "conv.weight": {}}, **OPTIONS)
+    with open_container(tmp_path / "m.wl") as c:
+        entries = {e.name: e for e in c.tensors}
+        assert entries["fc1.weight"].options["sparsity"] == 0.5
+        assert entries["conv.weight"].options["sparsity"] == 0.9
+        assert entries["fc1.weight"].kept == state["fc1.weight"].size // 2
+        assert entries["half.weight"].kind == "raw"
+        assert c.metadata == {"weightless_version": __version__, "options": OPTIONS,
+                              "layers": ["fc1.weight", "conv.weight"]}
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_unknown_and_unsuitable_layer_names(tmp_path):
+    state = _small_model()
+    with pytest.raises(ValueError, match=r"no tensor named 'x'; the model has: 'w', 'b', 'n'"):
+        compress(state, tmp_path / "m.wl", layers=["w", "x"])
+    with pytest.raises(ValueError, match="'n' has dtype int16; only floating"):
+        compress(state, tmp_path / "m.wl", layers=["n"])
+    with pytest.raises(ValueError, match="named twice"):
+        compress(state, tmp_path / "m.wl", layers=["w", "w"])
+    with pytest.raises(TypeError, match="not a string"):
+        compress(state, tmp_path / "m.wl", layers="w")
+    with pytest.raises(TypeError, match="unknown layer option"):
+        compress(state, tmp_path / "m.wl", sparsty=0.5)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_in_an_encoded_layer(tmp_path, bad):
+    state = _model()
+    state["fc1.weight"] = state["fc1.weight"].copy()
+    state["fc1.weight"][3, 7] = bad
+    with pytest.raises(ValueError, match="tensor 'fc1.weight': weights contain (NaN|Inf)"):
+        compress(state, tmp_path / "m.wl")
+    assert os.listdir(tmp_path) == []
+    compress(state, tmp_path / "m.wl", layers=["conv.weight"])  # stored raw, NaN and all
+    assert decompress(tmp_path / "m.wl")["fc1.weight"].tobytes() == state["fc1.weight"].tobytes()
+
+
+@pytest.mark.parametrize("value", [np.zeros(2, np.complex64), np.array(["a"]), np.zeros(2, "datetime64[s]"),
+                                   np.zeros(2, dtype=[("x", "f4")])])
+def test_unsupported_dtypes(tmp_path, value):
+    with pytest.raises(ValueError, match=r"tensor 'odd' has dtype .* which a \.wl file cannot store"):
+        compress({"w": np.ones(2), "odd": value}, tmp_path / "m.wl")
+
+
+def test_existing_output(tmp_path):
+    path = tmp_path / "m.wl"
+    compress(_small_model(), path)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="exists"):
+        compress({"x": np.ones(3)}, path)
+    assert path.read_bytes() == before
+    compress({"x": np.ones(3)}, path, overwrite=True)
+    assert list(decompress(path)) == ["x"]
+    save_state(_small_model(), tmp_path / "in.npz")
+    with pytest.raises(ValueError, match="would replace the input"):
+        compress(tmp_path / "in.npz", tmp_path / "in.npz", overwrite=True)
+    _no_temp_files(tmp_path)
+
+
+def test_missing_and_wrong_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        decompress(tmp_path / "nope.wl")
+    with pytest.raises(ValueError, match="is a directory"):
+        decompress(tmp_path)
+    save_state(_small_model(), tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"malformed \.wl file: not a weightless model file"):
+        decompress(tmp_path / "m.npz")
+    (tmp_path / "r.wl").write_bytes(os.urandom(300))
+    with pytest.raises(ValueError, match=r"malformed \.wl file"):
+        decompress(tmp_path / "r.wl")
+
+
+def test_every_truncation_is_rejected(tmp_path):
+    path = tmp_path / "m.wl"
+    compress(_small_model(), path, layers=["w"])
+    data = path.read_bytes()
+    cut = tmp_path / "cut.wl"
+    for n in range(len(data)):
+        cut.write_bytes(data[:n])
+        with pytest.raises(ValueError, match=r"malformed \.wl file"):
+            decompress(cut)
+
+
+def test_every_flipped_byte_is_rejected(tmp_path):
+    path = tmp_path / "m.wl"
+    compress(_small_model(), path, layers=["w"])
+    data = path.read_bytes()
+    bad = tmp_path / "bad.wl"
+    for i in range(len(data)):
+        flipped = bytearray(data)
+        flipped[i] ^= 1 << (i % 8)
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(ValueError, match=r"malformed \.wl file"):
+            decompress(bad)
+
+
+# --------------------------------------------------------------------------- the layout, independently
+
+
+def _parse(data: bytes) -> tuple[dict, int]:
+    """The header and the data area's start, following docs/FORMAT.md."""
+    magic, version, reserved, header_len = struct.unpack_from("<4sHHQ", data)
+    assert (magic, version, reserved) == (b"WLMF", 1, 0)
+    assert (16 + header_len) % 8 == 0
+    assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4])
+    return json.loads(data[16 : 16 + header_len]), 16 + header_len
+
+
+def _rebuild(header: dict, data_area: bytes) -> bytes:
+    """A well-formed file (padding, checksum) around a header and data area, whatever they say."""
+    text = json.dumps(header).encode()
+    text += b" " * (-(16 + len(text)) % 8)
+    body = struct.pack("<4sHHQ", b"WLMF", 1, 0, len(text)) + text + data_area
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_layout_follows_the_spec(tmp_path):
+    state = _model()
+    compress(state, tmp_path / "m.wl", **OPTIONS)
+    data = (tmp_path / "m.wl").read_bytes()
+    header, start = _parse(data)
+    back = decompress(tmp_path / "m.wl")
+    expected_offset = 0
+    for e in header["tensors"]:
+        assert e["offset"] == expected_offset and (start + e["offset"]) % 8 == 0
+        blob = data[start + e["offset"] : start + e["offset"] + e["length"]]
+        assert zlib.crc32(blob) == e["crc32"]
+        if e["kind"] == "raw":
+            a = np.frombuffer(blob, dtype=np.dtype(e["dtype"]).newbyteorder("<")).reshape(e["shape"])
+        else:
+            # WLLY: magic, version, ndim, reserved, clusters, false positives, filter length.
+            magic, version, ndim, _, k, fps, flen = struct.unpack_from("<4sHBBIQQ", blob)
+            assert (magic, version, fps) == (b"WLLY", 1, e["false_positives"])
+            shape = struct.unpack_from(f"<{ndim}Q", blob, 28)
+            codebook = np.frombuffer(blob, "<f4", k, 28 + 8 * ndim)
+            f = BloomierFilter.from_bytes(blob[28 + 8 * ndim + 4 * k : 28 + 8 * ndim + 4 * k + flen])
+            values = f.lookup_range(0, math.prod(shape))
+            flat = np.where((values >= 0) & (values < k), codebook[np.clip(values, 0, k - 1)], np.float32(0))
+            a = flat.reshape(shape).astype(e["dtype"])
+        assert a.tobytes() == back[e["name"]].tobytes()
+        end = e["offset"] + e["length"]
+        expected_offset = -(-end // 8) * 8
+        assert data[start + end : start + expected_offset] == bytes(expected_offset - end)  # zero padding
+    assert start + expected_offset + 4 == len(data)
+
+
+def _mutated(tmp_path, mutate, model=None) -> bytes:
+    compress(model or _small_model(), tmp_path / "m.wl", layers=["w"], overwrite=True)
+    data = (tmp_path / "m.wl").read_bytes()
+    header, start = _parse(data)
+    area = bytearray(data[start:-4])
+    mutate(header, area)
+    return _rebuild(header, bytes(area))
+
+
+def _set(index, key, value):
+    def mutate(header, area):
+        header["tensors"][index][key] = value
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (_set(1, "name", "w"), "appears twice"),
+        (_set(1, "offset", 0), "starts at 0"),
+        (_set(2, "offset", 10**6), "starts at"),
+        (_set(1, "length", 4), "4 bytes for shape"),
+        (_set(1, "dtype", "complex64"), "dtype 'complex64' is not allowed"),
+        (_set(0, "dtype", "int32"), "not allowed for a encoded tensor"),
+        (_set(1, "kind", "zipped"), "unknown kind"),
+        (_set(1, "shape", [-2]), "bad shape"),
+        (_set(1, "shape", [2.0]), "bad shape"),
+        (_set(1, "shape", [True, True]), "bad shape"),
+        (_set(1, "crc32", -1), "crc32 must be a non-negative integer"),
+        (_set(0, "kept", "many"), "kept must be"),
+        (_set(0, "kept", 40), "statistics out of range"),
+        (_set(0, "options", None), "options must be a JSON object"),
+        (lambda h, a: h["tensors"][1].pop("name"), "has no name"),
+        (lambda h, a: h.pop("tensors"), "no tensor list"),
+        (lambda h, a: h["tensors"].append(h["tensors"][2] | {"name": "extra"}), "starts at"),
+        (lambda h, a: a.extend(bytes(8)), "the data area has"),
+    ],
+)
+def test_inconsistent_headers_are_rejected(tmp_path, mutate, message):
+    (tmp_path / "bad.wl").write_bytes(_mutated(tmp_path, mutate))
+    with pytest.raises(ValueError, match=r"malformed \.wl file: .*" + message):
+        decompress(tmp_path / "bad.wl")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (_set(0, "kept", 3), "does not match its header entry"),
+        (_set(0, "shape", [8, 4]), "does not match its header entry"),
+        (_set(1, "crc32", 12345), "tensor 'b': checksum mismatch"),
+    ],
+)
+def test_blobs_are_checked_against_the_header(tmp_path, mutate, message):
+    (tmp_path / "bad.wl").write_bytes(_mutated(tmp_path, mutate))
+    with open_container(tmp_path / "bad.wl") as c:  # the header alone is consistent
+        with pytest.raises(ValueError, match=r"malformed \.wl file: .*" + message):
+            c.read_all()
+
+
+def test_booleans_must_be_zero_or_one(tmp_path):
+    model = {"w": np.ones((2, 2), np.float32), "flags": np.array([True, False])}
+
+    def mutate(header, area):
+        e = header["tensors"][1]
+        area[e["offset"]] = 2
+        e["crc32"] = zlib.crc32(area[e["offset"] : e["offset"] + e["length"]])
+
+    (tmp_path / "bad.wl").write_bytes(_mutated(tmp_path, mutate, model))
+    with pytest.raises(ValueError, match="boolean bytes other than 0 and 1"):
+        decompress(tmp_path / "bad.wl")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d[:4] + struct.pack("<H", 2) + d[6:], "unsupported version 2"),
+        (lambda d: d[:6] + b"\x01\x00" + d[8:], "reserved field is not zero"),
+        (lambda d: d[:8] + struct.pack("<Q", 2**63) + d[16:], "truncated"),
+        (lambda d: d[:8] + struct.pack("<Q", struct.unpack_from("<Q", d, 8)[0] - 1) + d[16:], "not 8-byte aligned"),
+    ],
+)
+def test_bad_preambles(tmp_path, edit, message):
+    compress(_small_model(), tmp_path / "m.wl")
+    (tmp_path / "bad.wl").write_bytes(edit((tmp_path / "m.wl").read_bytes()))
+    with pytest.raises(ValueError, match=message):
+        decompress(tmp_path / "bad.wl")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (b'{"tensors": [], "x": NaN}', "NaN is not a valid JSON number"),
+        (b'{"tensors": [], "tensors": []}', "duplicate key"),
+        (b"[1, 2]", "no tensor list"),
+        (b"\xff\xfe", "bad header"),
+        (b"{", "bad header"),
+    ],
+)
+def test_bad_json(tmp_path, text, message):
+    text += b" " * (-(16 + len(text)) % 8)
+    body = struct.pack("<4sHHQ", b"WLMF", 1, 0, len(text)) + text
+    (tmp_path / "bad.wl").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(ValueError, match=r"malformed \.wl file: .*" + message):
+        decompress(tmp_path / "bad.wl")
+
+
+# --------------------------------------------------------------------------- Container
+
+
+def test_container_reads_on_demand(tmp_path):
+    state = _model()
+    compress(state, tmp_path / "m.wl", **OPTIONS)
+    full = decompress(tmp_path / "m.wl")
+    with open_container(tmp_path / "m.wl") as c:
+        assert c.names == list(state)
+        assert c.metadata["weightless_version"] == __version__
+        assert c.nbytes == os.path.getsize(tmp_path / "m.wl")
+        layer = c.encoded_layer("fc1.weight")
+        assert isinstance(layer, EncodedLayer)
+        assert (layer.kept, layer.cell_bits) == (c.entry("fc1.weight").kept, 8)
+        assert c.read("steps").tobytes() == state["steps"].tobytes()
+        np.testing.assert_array_equal(c.read("half.weight"), full["half.weight"])
+        with pytest.raises(KeyError, match="no tensor named 'nope'"):
+            c.read("nope")
+        with pytest.raises(ValueError, match="stored raw"):
+            c.encoded_layer("fc1.bias")
+        assert "3 encoded" in repr(c)
+    with pytest.raises(ValueError, match="closed"):
+        c.read("steps")

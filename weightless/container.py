@@ -1,0 +1,568 @@
+"""The whole-model file (.wl): every tensor of a state dict, the chosen layers Weightless-encoded.
+
+Encoded layers are stored as `EncodedLayer.to_bytes()`; every other tensor is stored exactly, as
+the raw little-endian bytes of its dtype. A JSON header lists the tensors in order with their
+dtype, shape, place in the file, CRC-32 and, for encoded ones, the options and statistics of
+their encoding. The layout is specified in docs/FORMAT.md ("The model container (.wl)").
+
+    report = compress(state_or_path, "model.wl", sparsity=0.9, cell_bits=8)
+    state = decompress("model.wl")
+    with open_container("model.wl") as c:      # header only; tensors read on demand
+        layer = c.encoded_layer("fc1.weight")
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import operator
+import os
+import struct
+import sys
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .codec import EncodedLayer, encode_layer
+from .io import PathLike, c_contiguous, load_state, write_atomically
+
+__all__ = [
+    "compress",
+    "decompress",
+    "open_container",
+    "Container",
+    "TensorEntry",
+    "CompressionReport",
+    "DEFAULT_MIN_ELEMENTS",
+    "RAW_DTYPES",
+    "ENCODED_DTYPES",
+]
+
+MAGIC = b"WLMF"
+VERSION = 1
+_PREAMBLE = struct.Struct("<4sHHQ")  # magic, version, reserved, header length
+_ALIGN = 8  # the data area and every blob start at multiples of 8 bytes of the file
+_CRC = struct.Struct("<I")
+
+#: Without `layers`, compress encodes the floating tensors with ndim >= 2 and at least this many
+#: elements: the weight matrices and conv kernels, not biases, norms or small embeddings.
+DEFAULT_MIN_ELEMENTS = 1024
+
+#: Dtypes a tensor may have in a .wl file (numpy names); stored as little-endian bytes.
+RAW_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+              "float16", "float32", "float64")
+#: Dtypes an encoded tensor may have; it decodes to float32 and is cast back to this dtype.
+ENCODED_DTYPES = ("float16", "float32", "float64")
+
+_MAX_NDIM = 64  # numpy's limit
+
+# encode_layer's keyword options and their defaults, recorded per encoded tensor. `threads` is
+# accepted but not recorded: the encoding does not depend on it.
+_ENCODE_DEFAULTS = {
+    p.name: p.default for p in inspect.signature(encode_layer).parameters.values() if p.kind is p.KEYWORD_ONLY
+}
+_UNRECORDED = ("threads",)
+
+
+def _align(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+# --------------------------------------------------------------------------- header entries
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a .wl file, as its header describes it.
+
+    `nbytes` is the length of its blob in the file. The encoding fields (`options`, `kept`,
+    `clusters`, `cell_bits`, `false_positives`) are None for raw tensors.
+    """
+
+    name: str
+    kind: str  # "encoded" or "raw"
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int  # of the blob, from the start of the data area
+    nbytes: int
+    crc32: int
+    options: Optional[dict[str, Any]] = None
+    kept: Optional[int] = None
+    clusters: Optional[int] = None
+    cell_bits: Optional[int] = None
+    false_positives: Optional[int] = None
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def original_nbytes(self) -> int:
+        """Bytes of the uncompressed tensor in its dtype."""
+        return self.size * np.dtype(self.dtype).itemsize
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": list(self.shape),
+                             "offset": self.offset, "length": self.nbytes, "crc32": self.crc32}
+        if self.kind == "encoded":
+            d.update(options=self.options, kept=self.kept, clusters=self.clusters, cell_bits=self.cell_bits,
+                     false_positives=self.false_positives)
+        return d
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    """What `compress` wrote: one entry per tensor, in file order, and the totals."""
+
+    path: str
+    tensors: list[TensorEntry]
+    original_bytes: int  # every tensor uncompressed, in its own dtype
+    compressed_bytes: int  # the .wl file
+
+    @property
+    def ratio(self) -> float:
+        return self.original_bytes / self.compressed_bytes
+
+    @property
+    def encoded(self) -> list[TensorEntry]:
+        return [e for e in self.tensors if e.kind == "encoded"]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _dtype_name(name: str, a: np.ndarray) -> str:
+    # dtype.name is "float32" etc. whatever the byte order; anything with fields, strings,
+    # objects, complex numbers or extension types has another name.
+    if a.dtype.name not in RAW_DTYPES or a.dtype.fields is not None:
+        raise ValueError(f"tensor {name!r} has dtype {a.dtype}, which a .wl file cannot store "
+                         f"(supported: {', '.join(RAW_DTYPES)})")
+    return a.dtype.name
+
+
+def _little_endian_bytes(a: np.ndarray) -> np.ndarray:
+    """The tensor's bytes as a flat uint8 array, little-endian, without a copy when possible."""
+    a = c_contiguous(a)
+    if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
+        a = a.astype(a.dtype.newbyteorder("<"))  # a byte swap: NaN payloads survive
+    return a.reshape(-1).view(np.uint8)
+
+
+def _select_layers(state: Mapping[str, np.ndarray], layers) -> dict[str, dict[str, Any]]:
+    """name -> per-layer option overrides for the tensors to encode."""
+    if layers is None:
+        return {
+            name: {}
+            for name, a in state.items()
+            if a.dtype.name in ENCODED_DTYPES and a.ndim >= 2 and a.size >= DEFAULT_MIN_ELEMENTS
+        }
+    if isinstance(layers, str):
+        raise TypeError("layers must be a list of tensor names (or a dict name -> options), not a string")
+    chosen: dict[str, dict[str, Any]] = {}
+    items = layers.items() if isinstance(layers, Mapping) else ((n, {}) for n in layers)
+    for name, overrides in items:
+        if name not in state:
+            raise ValueError(f"no tensor named {name!r}; the model has: {', '.join(map(repr, state)) or 'no tensors'}")
+        if name in chosen:
+            raise ValueError(f"layer {name!r} is named twice")
+        if state[name].dtype.name not in ENCODED_DTYPES:
+            raise ValueError(f"tensor {name!r} has dtype {state[name].dtype}; only floating tensors "
+                             f"({', '.join(ENCODED_DTYPES)}) can be encoded")
+        chosen[name] = dict(overrides or {})
+    return chosen
+
+
+def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Options with JSON-friendly types (numpy scalars become Python numbers)."""
+    unknown = sorted(set(options) - set(_ENCODE_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{where}: unknown layer option(s) {', '.join(unknown)} "
+                        f"(expected {', '.join(_ENCODE_DEFAULTS)})")
+    out = {}
+    for key, value in options.items():
+        if value is None or key == "init":
+            out[key] = value
+        elif key in ("sparsity", "threshold", "fp_rate"):
+            out[key] = float(value)
+        else:
+            out[key] = operator.index(value)
+    return out
+
+
+@dataclass
+class _Blob:
+    entry: TensorEntry
+    data: Union[bytes, np.ndarray] = field(repr=False)
+
+
+def _progress(items: Iterable, total: int, enabled: bool):
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        raise ImportError("progress bars need tqdm: pip install tqdm") from None
+    return tqdm(items, total=total, unit="tensor", leave=False, file=sys.stderr)
+
+
+def compress(
+    state_or_path: Union[Mapping[str, np.ndarray], PathLike],
+    out_path: PathLike,
+    *,
+    layers: Union[None, Sequence[str], Mapping[str, Mapping[str, Any]]] = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    **layer_options: Any,
+) -> CompressionReport:
+    """Write a model to a .wl file, encoding the chosen layers and storing the rest exactly.
+
+    Args:
+        state_or_path: a mapping name -> array, or a model file `weightless.io.load_state` reads.
+        out_path: the .wl file to write (atomically).
+        layers: the tensors to encode. None: the floating tensors with ndim >= 2 and at least
+            DEFAULT_MIN_ELEMENTS elements. A list of names: exactly those (each must exist and be
+            floating). A dict name -> options: those, each with options overriding layer_options.
+        overwrite: replace an existing out_path.
+        progress: show a progress bar over the tensors on stderr (needs tqdm).
+        **layer_options: passed to `encode_layer` (sparsity, threshold, clusters, cell_bits,
+            fp_rate, seed, init, threads) and recorded in the file.
+
+    The input is never modified. Raises ValueError naming the tensor for NaN/Inf weights in a
+    layer to encode or for a dtype the format cannot store.
+    """
+    out = os.fspath(out_path)
+    if not overwrite and os.path.exists(out):
+        raise FileExistsError(f"{out}: exists (pass overwrite=True to replace it)")  # before the work
+    if isinstance(state_or_path, (str, os.PathLike)):
+        if os.path.exists(out) and os.path.exists(state_or_path) and os.path.samefile(state_or_path, out):
+            raise ValueError(f"{out}: the output would replace the input")
+        state = load_state(state_or_path)
+    elif isinstance(state_or_path, Mapping):
+        state = dict(state_or_path)
+    else:
+        raise TypeError(f"expected a state dict or a path, got {type(state_or_path).__name__}")
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in state.items():
+        if not isinstance(name, str):
+            raise ValueError(f"tensor names must be strings, got {name!r}")
+        arrays[name] = np.asarray(value)
+        _dtype_name(name, arrays[name])
+        if arrays[name].ndim > _MAX_NDIM:
+            raise ValueError(f"tensor {name!r} has {arrays[name].ndim} dimensions (at most {_MAX_NDIM})")
+
+    common = _check_options(layer_options, "compress")
+    chosen = {
+        name: {**common, **_check_options(overrides, f"layer {name!r}")}
+        for name, overrides in _select_layers(arrays, layers).items()
+    }
+
+    blobs: list[_Blob] = []
+    offset = 0
+    names = _progress(arrays, len(arrays), progress)
+    try:
+        for name in names:
+            a = arrays[name]
+            if name in chosen:
+                blob = _encode(name, a, chosen[name], offset)
+            else:
+                data = _little_endian_bytes(a)  # the tensor's own memory when it is contiguous little-endian
+                blob = _Blob(TensorEntry(name, "raw", a.dtype.name, tuple(a.shape), offset, data.nbytes,
+                                         zlib.crc32(data)), data)
+            blobs.append(blob)
+            offset = _align(offset + blob.entry.nbytes)
+    finally:
+        if names is not arrays:
+            names.close()  # clears the bar even when a layer fails, so an error message starts a clean line
+
+    metadata = {
+        "weightless_version": _library_version(),
+        "options": {k: v for k, v in common.items() if k not in _UNRECORDED},
+        "layers": None if layers is None else list(chosen),
+    }
+    write_atomically(out, lambda tmp: _write(tmp, metadata, blobs), overwrite=overwrite)
+    entries = [b.entry for b in blobs]
+    return CompressionReport(out, entries, sum(e.original_nbytes for e in entries), os.path.getsize(out))
+
+
+def _encode(name: str, a: np.ndarray, options: dict[str, Any], offset: int) -> _Blob:
+    try:
+        layer = encode_layer(a, **options)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"tensor {name!r}: {e}") from None
+    data = layer.to_bytes()
+    recorded = {**_ENCODE_DEFAULTS, **options}
+    for key in _UNRECORDED:
+        recorded.pop(key, None)
+    entry = TensorEntry(name, "encoded", a.dtype.name, tuple(a.shape), offset, len(data), zlib.crc32(data),
+                        options=recorded, kept=layer.kept, clusters=len(layer.codebook),
+                        cell_bits=layer.cell_bits, false_positives=layer.false_positives)
+    return _Blob(entry, data)
+
+
+def _library_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _write(tmp: str, metadata: dict[str, Any], blobs: list[_Blob]) -> None:
+    header = json.dumps({**metadata, "tensors": [b.entry.to_json() for b in blobs]},
+                        ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    # Trailing spaces (valid JSON whitespace) make the data area start on an aligned offset.
+    header += b" " * (_align(_PREAMBLE.size + len(header)) - _PREAMBLE.size - len(header))
+    crc = 0
+    with open(tmp, "wb") as f:
+
+        def put(chunk) -> None:
+            nonlocal crc
+            f.write(chunk)
+            crc = zlib.crc32(chunk, crc)
+
+        put(_PREAMBLE.pack(MAGIC, VERSION, 0, len(header)))
+        put(header)
+        for b in blobs:
+            put(b.data)
+            put(b"\0" * (_align(b.entry.nbytes) - b.entry.nbytes))
+        f.write(_CRC.pack(crc))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _malformed(path: str, problem: str) -> ValueError:
+    return ValueError(f"{path}: malformed .wl file: {problem}")
+
+
+def _reject_constant(token: str):
+    raise ValueError(f"{token} is not a valid JSON number here")
+
+
+def _unique_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate key in a JSON object")
+    return dict(pairs)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _parse_entry(e: Any, i: int) -> TensorEntry:
+    """A header entry, type-checked; raises ValueError (without the path) naming the problem."""
+    if not isinstance(e, dict):
+        raise ValueError(f"tensor #{i} is not a JSON object")
+    name = e.get("name")
+    if not isinstance(name, str):
+        raise ValueError(f"tensor #{i} has no name")
+    where = f"tensor {name!r}"
+    kind, dtype, shape = e.get("kind"), e.get("dtype"), e.get("shape")
+    if kind not in ("raw", "encoded"):
+        raise ValueError(f"{where}: unknown kind {kind!r}")
+    if dtype not in (ENCODED_DTYPES if kind == "encoded" else RAW_DTYPES):
+        raise ValueError(f"{where}: dtype {dtype!r} is not allowed for a {kind} tensor")
+    if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(_is_int(d) and d >= 0 for d in shape):
+        raise ValueError(f"{where}: bad shape {shape!r}")
+    ints = {}
+    for key in ("offset", "length", "crc32") + (("kept", "clusters", "cell_bits", "false_positives")
+                                                 if kind == "encoded" else ()):
+        v = e.get(key)
+        if not _is_int(v) or v < 0:
+            raise ValueError(f"{where}: {key} must be a non-negative integer, got {v!r}")
+        ints[key] = v
+    if ints["crc32"] >= 1 << 32:
+        raise ValueError(f"{where}: crc32 out of range")
+    options = e.get("options")
+    if kind == "encoded" and not isinstance(options, dict):
+        raise ValueError(f"{where}: options must be a JSON object")
+    return TensorEntry(name, kind, dtype, tuple(shape), ints["offset"], ints["length"], ints["crc32"],
+                       options if kind == "encoded" else None, ints.get("kept"), ints.get("clusters"),
+                       ints.get("cell_bits"), ints.get("false_positives"))
+
+
+class Container:
+    """An open .wl file: the header is read and checked, tensors are read on demand.
+
+    Use as a context manager (or call `close`). Attributes: `tensors` (the `TensorEntry` list in
+    file order), `metadata` (the header without the tensor list: library version, options),
+    `path`, `nbytes` (file size).
+    """
+
+    def __init__(self, path: PathLike):
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"{self.path}: no such file")
+        if os.path.isdir(self.path):
+            raise ValueError(f"{self.path}: is a directory, not a .wl file")
+        self._file: Optional[BinaryIO] = open(self.path, "rb")
+        try:
+            self._read_header()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_header(self) -> None:
+        f = self._file
+        size = self.nbytes = os.fstat(f.fileno()).st_size
+        preamble = f.read(_PREAMBLE.size)
+        if len(preamble) < 4 or preamble[:4] != MAGIC:
+            raise _malformed(self.path, f"not a weightless model file (starts with {preamble[:4]!r}, not {MAGIC!r})")
+        if len(preamble) < _PREAMBLE.size:
+            raise _malformed(self.path, f"truncated ({size} bytes)")
+        _, version, reserved, header_len = _PREAMBLE.unpack(preamble)
+        if version != VERSION:
+            raise _malformed(self.path, f"unsupported version {version} (this library reads version {VERSION})")
+        if reserved:
+            raise _malformed(self.path, "reserved field is not zero")
+        # Sizes are checked against the file before anything is allocated for them.
+        if header_len > size - _PREAMBLE.size - _CRC.size:
+            raise _malformed(self.path, f"truncated (header of {header_len} bytes in a {size}-byte file)")
+        if (_PREAMBLE.size + header_len) % _ALIGN:
+            raise _malformed(self.path, "the data area is not 8-byte aligned")
+        raw_header = f.read(header_len)
+        self._data_start = _PREAMBLE.size + header_len
+        self._verify_checksum(preamble + raw_header, size)
+        try:
+            header = json.loads(raw_header.decode("utf-8"), parse_constant=_reject_constant,
+                                object_pairs_hook=_unique_keys)
+            if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
+                raise ValueError("the header has no tensor list")
+            entries = [_parse_entry(e, i) for i, e in enumerate(header["tensors"])]
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise _malformed(self.path, f"bad header ({e})") from None
+        self._check_layout(entries, size)
+        self.tensors: list[TensorEntry] = entries
+        self.metadata: dict[str, Any] = {k: v for k, v in header.items() if k != "tensors"}
+        self._by_name = {e.name: e for e in entries}
+
+    def _verify_checksum(self, head: bytes, size: int) -> None:
+        # Streamed, so checking a large file does not hold it in memory.
+        f = self._file
+        crc = zlib.crc32(head)
+        remaining = size - len(head) - _CRC.size
+        while remaining > 0:
+            chunk = f.read(min(remaining, 1 << 20))
+            if not chunk:
+                raise _malformed(self.path, "the file changed while it was read")
+            crc = zlib.crc32(chunk, crc)
+            remaining -= len(chunk)
+        stored = f.read(_CRC.size)
+        if len(stored) != _CRC.size or _CRC.unpack(stored)[0] != crc:
+            raise _malformed(self.path, "checksum mismatch (the file is truncated or corrupted)")
+
+    def _check_layout(self, entries: list[TensorEntry], size: int) -> None:
+        # Blobs follow each other in tensor order, each at the next aligned offset, so offsets
+        # cannot overlap, leave holes or point outside the data area.
+        names: set[str] = set()
+        expected = 0
+        for e in entries:
+            if e.name in names:
+                raise _malformed(self.path, f"tensor {e.name!r} appears twice")
+            names.add(e.name)
+            if e.offset != expected:
+                raise _malformed(self.path, f"tensor {e.name!r} starts at {e.offset}, expected {expected}")
+            if e.kind == "raw" and e.size * np.dtype(e.dtype).itemsize != e.nbytes:
+                raise _malformed(self.path, f"tensor {e.name!r}: {e.nbytes} bytes for shape {e.shape} of {e.dtype}")
+            if e.kind == "encoded" and (e.kept + e.false_positives > e.size or e.clusters > 1 << 16
+                                        or not 1 <= e.cell_bits <= 32):
+                raise _malformed(self.path, f"tensor {e.name!r}: encoding statistics out of range")
+            expected = _align(e.offset + e.nbytes)
+        data_len = size - self._data_start - _CRC.size
+        if expected != data_len:
+            raise _malformed(self.path, f"the tensors take {expected} bytes but the data area has {data_len}")
+
+    # -- access
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.tensors]
+
+    def entry(self, name: str) -> TensorEntry:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no tensor named {name!r} in {self.path}") from None
+
+    def _blob(self, e: TensorEntry) -> bytearray:
+        if self._file is None:
+            raise ValueError(f"{self.path}: the container is closed")
+        self._file.seek(self._data_start + e.offset)
+        buf = bytearray(e.nbytes)  # mutable, so arrays viewing it are writable
+        if self._file.readinto(buf) != e.nbytes:
+            raise _malformed(self.path, "the file changed while it was read")
+        if zlib.crc32(buf) != e.crc32:
+            raise _malformed(self.path, f"tensor {e.name!r}: checksum mismatch (the data is corrupted)")
+        return buf
+
+    def encoded_layer(self, name: str) -> EncodedLayer:
+        """The `EncodedLayer` of an encoded tensor, checked against its header entry."""
+        e = self.entry(name)
+        if e.kind != "encoded":
+            raise ValueError(f"tensor {name!r} is stored raw, not encoded")
+        blob = self._blob(e)
+        try:
+            layer = EncodedLayer.from_bytes(blob)
+        except ValueError as err:
+            raise _malformed(self.path, f"tensor {name!r}: {err}") from None
+        stats = (layer.shape, layer.kept, len(layer.codebook), layer.cell_bits, layer.false_positives)
+        if stats != (e.shape, e.kept, e.clusters, e.cell_bits, e.false_positives):
+            raise _malformed(self.path, f"tensor {name!r}: the encoded layer does not match its header entry")
+        return layer
+
+    def _raw(self, e: TensorEntry) -> np.ndarray:
+        dtype = np.dtype(e.dtype)
+        buf = self._blob(e)
+        if dtype == np.bool_ and buf.translate(None, b"\x00\x01"):  # anything but 0 and 1 left
+            raise _malformed(self.path, f"tensor {e.name!r}: boolean bytes other than 0 and 1")
+        if sys.byteorder == "little":
+            return np.frombuffer(buf, dtype=dtype).reshape(e.shape)
+        return np.frombuffer(buf, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(e.shape)
+
+    def read(self, name: str, *, threads: Optional[int] = None) -> np.ndarray:
+        """One tensor, decoded if it is encoded, in its original dtype and shape."""
+        e = self.entry(name)
+        if e.kind == "raw":
+            return self._raw(e)
+        return _decoded(self.encoded_layer(name), e, threads)
+
+    def read_all(self, *, threads: Optional[int] = None) -> dict[str, np.ndarray]:
+        """Every tensor in file order. All blobs are read and checked before any layer is decoded."""
+        loaded = {e.name: self._raw(e) if e.kind == "raw" else self.encoded_layer(e.name) for e in self.tensors}
+        return {
+            e.name: loaded[e.name] if e.kind == "raw" else _decoded(loaded[e.name], e, threads) for e in self.tensors
+        }
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "Container":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        encoded = sum(e.kind == "encoded" for e in self.tensors)
+        return f"Container({self.path!r}, {len(self.tensors)} tensors, {encoded} encoded, {self.nbytes} bytes)"
+
+
+def _decoded(layer: EncodedLayer, e: TensorEntry, threads: Optional[int]) -> np.ndarray:
+    a = layer.decode(threads)
+    return a if e.dtype == "float32" else a.astype(e.dtype)
+
+
+def open_container(path: PathLike) -> Container:
+    """Open a .wl file: reads and checks its header and checksum, not its tensors."""
+    return Container(path)
+
+
+def decompress(path: PathLike, *, threads: Optional[int] = None) -> dict[str, np.ndarray]:
+    """Every tensor of a .wl file, in stored order: raw ones bit for bit, encoded ones decoded."""
+    with Container(path) as c:
+        return c.read_all(threads=threads)

@@ -165,9 +165,10 @@ def _run_compress(args: argparse.Namespace) -> None:
     rows = []
     for e in report.encoded:
         rows.append([e.name, _shape(e.shape), f"{_density(e):.2%}", str(e.cell_bits), f"{e.nbytes:,}",
+                     f"{e.false_positives:,} ({_expected_false_positives(e):,.0f})",
                      _fmt_factor(_factor(4 * e.size, e.nbytes))])
     if rows:
-        _print_table(["layer", "shape", "density", "t", "bytes", "vs float32"], rows)
+        _print_table(["layer", "shape", "density", "t", "bytes", "false pos. (expected)", "vs float32"], rows)
     else:
         print("no layer was encoded (every tensor is stored as it is)")
     raw = [e for e in report.tensors if e.kind == "raw"]
@@ -179,6 +180,11 @@ def _run_compress(args: argparse.Namespace) -> None:
 
 def _density(e) -> float:
     return e.kept / e.size if e.size else 0.0
+
+
+def _expected_false_positives(e) -> float:
+    """Each zero weight reads a random t-bit word, a false positive when it is one of the k codes."""
+    return (e.size - e.kept) * e.clusters / 2.0**e.cell_bits
 
 
 def _compress_json(report) -> dict[str, Any]:
@@ -197,6 +203,7 @@ def _entry_json(e) -> dict[str, Any]:
     if e.kind == "encoded":
         d.update(density=_density(e), kept=e.kept, clusters=e.clusters, cell_bits=e.cell_bits,
                  bits_per_kept_weight=_factor(8 * e.nbytes, e.kept), false_positives=e.false_positives,
+                 expected_false_positives=_expected_false_positives(e),
                  compression_vs_float32=_factor(4 * e.size, e.nbytes), options=e.options)
     return d
 

@@ -5,31 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 
-def _load(name: str):
-    """Import weightless.<name>; fall back to loading the file by path when the
-    package __init__ cannot be imported (e.g. the compiled core is not built)."""
-    try:
-        return importlib.import_module(f"weightless.{name}")
-    except ImportError:
-        alias = f"_weightless_{name}"
-        if alias in sys.modules:
-            return sys.modules[alias]
-        path = pathlib.Path(__file__).resolve().parents[1] / "weightless" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(alias, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[alias] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-        return module
-
-
-B = _load("baselines")
+from weightless import baselines as B
 
 
 def _decode_stream(idx: np.ndarray, val: np.ndarray, num_clusters: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,8 +180,8 @@ class TestValidation:
 
 def test_lenet300_fc0_plausible():
     """784x300 at 8% density, 16 clusters: the paper quotes ~40x for Deep Compression."""
-    prune = _load("prune")
-    cluster = _load("cluster")
+    from weightless import prune
+    from weightless import cluster
     rng = np.random.default_rng(0)
     shape = (784, 300)
     w = rng.normal(0, 0.05, size=shape).astype(np.float32)

@@ -11,24 +11,7 @@ import numpy as np
 import pytest
 
 
-def _load(name: str):
-    """Import weightless.<name>; fall back to loading the file by path when the
-    package __init__ cannot be imported (e.g. the compiled core is not built)."""
-    try:
-        return importlib.import_module(f"weightless.{name}")
-    except ImportError:
-        alias = f"_weightless_{name}"
-        if alias in sys.modules:
-            return sys.modules[alias]
-        path = pathlib.Path(__file__).resolve().parents[1] / "weightless" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(alias, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[alias] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-D = _load("datasets")
+from weightless import datasets as D
 
 has_zip = pytest.mark.skipif(
     D.find_mnist_zip() is None,

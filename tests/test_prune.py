@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 
-def _load(name: str):
-    """Import weightless.<name>; fall back to loading the file by path when the
-    package __init__ cannot be imported (e.g. the compiled core is not built)."""
-    try:
-        return importlib.import_module(f"weightless.{name}")
-    except ImportError:
-        alias = f"_weightless_{name}"
-        if alias in sys.modules:
-            return sys.modules[alias]
-        path = pathlib.Path(__file__).resolve().parents[1] / "weightless" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(alias, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[alias] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-        return module
-
-
-P = _load("prune")
+from weightless import prune as P
 
 
 def _reference_mask(w: np.ndarray, keep: int) -> np.ndarray:

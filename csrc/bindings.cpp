@@ -2,6 +2,7 @@
 // core works. Argument checking that needs Python types lives in weightless/filter.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include "weightless.h"
 
@@ -106,6 +107,13 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("cell_bits", [](const wl::Filter& f) { return f.cell_bits; })
         .def_property_readonly("arity", [](const wl::Filter& f) { return f.arity; })
         .def_property_readonly("seed", [](const wl::Filter& f) { return f.seed; });
+
+    // The decoders' instruction set (weightless.h): WEIGHTLESS_ISA is read on every call.
+    m.def("active_isa", [] { return std::string(wl::active_isa()); },
+          "The instruction set the decoders use now: WEIGHTLESS_ISA if set, else the fastest supported one. "
+          "ValueError if WEIGHTLESS_ISA names an unknown or unsupported one.");
+    m.def("supported_isas", &wl::supported_isas,
+          "The instruction sets this build runs on this CPU, 'scalar' first, the default last.");
 
     m.def("crc32", [](py::bytes data) {
         std::string s = data;

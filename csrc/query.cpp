@@ -1,8 +1,11 @@
 // The scalar reference: every SIMD and threaded decoder is tested byte-identical to this.
+// The range decoders hand runs of keys to the SIMD kernels (decode.h) unless the active ISA is
+// "scalar"; the scalar paths below are the reference and stay as they are.
 #include <algorithm>
 #include <thread>
 #include <vector>
 
+#include "decode.h"
 #include "hash.h"
 #include "weightless.h"
 
@@ -56,6 +59,36 @@ void for_each_word(const Filter& f, uint64_t begin, uint64_t end, Visit&& visit)
     }
 }
 
+// Calls run_fn(run, offset) for runs covering the keys begin, ..., end - 1 in order, where offset
+// is the run's first key minus begin. A run lies inside one piece and does not cross a multiple
+// of 2^32, so a kernel sees constant high 32 bits of the key.
+template <typename RunFn>
+void for_each_run(const Filter& f, uint64_t begin, uint64_t end, RunFn&& run_fn) {
+    if (begin >= end) return;
+    const uint64_t first = begin;
+    for (size_t p = find_piece(f, begin); begin < end; ++p) {
+        const Piece& piece = f.pieces[p];
+        uint64_t stop = p + 1 < f.pieces.size() ? std::min(end, f.pieces[p + 1].first_key) : end;
+        detail::Run run;
+        run.table = f.cells.data() + piece.cell_offset;
+        run.num_cells = piece.segment_count == 0 ? 0 : piece_num_cells(piece, f.arity);
+        run.seed_lo = uint32_t(piece.hash_seed);
+        run.seed_hi = uint32_t(piece.hash_seed >> 32);
+        run.geometry = piece_geometry(piece);
+        run.arity = f.arity;
+        run.cell_mask = low_bits_mask(f.cell_bits);
+        while (begin < stop) {
+            uint64_t last_same_high = begin | 0xFFFFFFFFull;  // the last key whose high 32 bits are begin's
+            uint64_t e = stop - 1 <= last_same_high ? stop : last_same_high + 1;
+            run.key_hi = uint32_t(begin >> 32);
+            run.key_lo = uint32_t(begin);
+            run.count = e - begin;
+            run_fn(run, begin - first);
+            begin = e;
+        }
+    }
+}
+
 // Runs work(b, e, i) over `threads` consecutive slices [b, e) of [begin, end), slice i on its own thread.
 template <typename Work>
 void split_range(uint64_t begin, uint64_t end, unsigned threads, Work&& work) {
@@ -81,14 +114,25 @@ void query_values(const Filter& f, const uint64_t* keys, size_t n, int32_t* valu
 }
 
 void decode_range(const Filter& f, uint64_t begin, uint64_t end, int32_t* out) {
+    if (const detail::Kernels* k = detail::active_kernels()) {
+        for_each_run(f, begin, end, [&](const detail::Run& run, uint64_t at) { k->values(run, f.value_bits, out + at); });
+        return;
+    }
     for_each_word(f, begin, end, [&](uint32_t word) { *out++ = value_of(word, f.value_bits); });
 }
 
 void decode_weights(const Filter& f, uint64_t begin, uint64_t end, const float* codebook, uint32_t codebook_size,
                     float* out, unsigned threads) {
     codebook_size = uint32_t(std::min<uint64_t>(codebook_size, uint64_t(1) << f.value_bits));
+    const detail::Kernels* k = detail::active_kernels();  // on this thread: a bad WEIGHTLESS_ISA throws here
     split_range(begin, end, threads, [&](uint64_t b, uint64_t e, unsigned) {
         float* dst = out + (b - begin);
+        if (k) {
+            for_each_run(f, b, e, [&](const detail::Run& run, uint64_t at) {
+                k->weights(run, codebook, codebook_size, dst + at);
+            });
+            return;
+        }
         // A word below codebook_size has its check bits clear and names a cluster.
         for_each_word(f, b, e, [&](uint32_t word) { *dst++ = word < codebook_size ? codebook[word] : 0.0f; });
     });
@@ -96,9 +140,15 @@ void decode_weights(const Filter& f, uint64_t begin, uint64_t end, const float* 
 
 uint64_t count_decoded(const Filter& f, uint64_t begin, uint64_t end, uint32_t codebook_size, unsigned threads) {
     codebook_size = uint32_t(std::min<uint64_t>(codebook_size, uint64_t(1) << f.value_bits));
+    const detail::Kernels* k = detail::active_kernels();
     std::vector<uint64_t> counts(std::max(1u, threads), 0);
     split_range(begin, end, threads, [&](uint64_t b, uint64_t e, unsigned i) {
         uint64_t count = 0;
+        if (k) {
+            for_each_run(f, b, e, [&](const detail::Run& run, uint64_t) { count += k->count(run, codebook_size); });
+            counts[i] = count;
+            return;
+        }
         for_each_word(f, b, e, [&](uint32_t word) { count += word < codebook_size; });
         counts[i] = count;
     });

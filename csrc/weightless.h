@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace wl {
@@ -77,8 +78,8 @@ void query_raw(const Filter& filter, const uint64_t* keys, size_t n, uint32_t* w
 // The value of each key, or -1 where the key is detected as absent.
 void query_values(const Filter& filter, const uint64_t* keys, size_t n, int32_t* values);
 
-// The scalar reference decoder: values (or -1) of every key in [begin, end), written to
-// out[0 .. end - begin). Equivalent to query_values on the keys begin, begin + 1, ...
+// Values (or -1) of every key in [begin, end), written to out[0 .. end - begin). Equivalent to
+// query_values on the keys begin, begin + 1, ...
 void decode_range(const Filter& filter, uint64_t begin, uint64_t end, int32_t* out);
 
 // Decodes the weights of a layer at every position in [begin, end): codebook[v] where the
@@ -91,6 +92,21 @@ void decode_weights(const Filter& filter, uint64_t begin, uint64_t end, const fl
 // the kept weights plus the false positives, counted without materializing the layer.
 uint64_t count_decoded(const Filter& filter, uint64_t begin, uint64_t end, uint32_t codebook_size,
                        unsigned threads = 1);
+
+// The decoders above (decode_range, decode_weights, count_decoded) have a scalar reference
+// implementation and SIMD kernels (AVX2 on x86-64, chosen at run time; NEON on AArch64). Every
+// kernel is byte-identical to the scalar reference; they differ in speed only.
+//
+// The environment variable WEIGHTLESS_ISA = scalar | avx2 | neon forces one; it is read on every
+// decode call. An unknown name, or one this build or CPU cannot run, makes the decode call (and
+// active_isa) throw std::invalid_argument.
+
+// The instruction sets this build can run on this CPU, "scalar" first, the default last.
+std::vector<std::string> supported_isas();
+
+// The instruction set the decoders use now: WEIGHTLESS_ISA if set and not empty, else the last
+// of supported_isas().
+const char* active_isa();
 
 // Serialized size in bytes, and the serialized form itself (docs/FORMAT.md).
 size_t serialized_size(const Filter& filter);

@@ -1,0 +1,99 @@
+// The decoders' internal interface: per-ISA kernels over a run of consecutive keys, and the
+// run-time choice between them (csrc/dispatch.cpp). Internal header.
+//
+// query.cpp holds the scalar reference and cuts [begin, end) into runs; a kernel only ever sees
+// keys of one piece whose high 32 bits are constant, so it can count positions in u32 lanes.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "hash.h"
+
+namespace wl {
+namespace detail {
+
+// Keys key_hi * 2^32 + key_lo + i for i in [0, count): inside one piece, and key_lo + count <= 2^32.
+struct Run {
+    const uint32_t* table;    // the piece's cells; unused when num_cells == 0 (word = mask)
+    uint64_t num_cells;       // cells in the piece's table, 0 for an empty piece
+    uint32_t seed_lo;         // low and high 32 bits of the piece's hash seed
+    uint32_t seed_hi;
+    PieceGeometry geometry;
+    uint32_t arity;           // 3 or 4
+    uint32_t cell_mask;       // 2^t - 1
+    uint32_t key_hi;
+    uint32_t key_lo;
+    uint64_t count;
+};
+
+// The word of key (key_hi, lo) in a run: the scalar definition every kernel's tail uses.
+inline uint32_t run_word(const Run& run, uint32_t lo) {
+    KeyHash h = hash_key((uint64_t(run.key_hi) << 32) | lo, (uint64_t(run.seed_hi) << 32) | run.seed_lo);
+    uint32_t w = key_mask(h, run.cell_mask);
+    if (run.num_cells == 0) return w;
+    uint32_t cells[4] = {};
+    key_cells(h, run.geometry, run.arity, cells);
+    for (uint32_t j = 0; j < run.arity; ++j) w ^= run.table[cells[j]];
+    return w;
+}
+
+// The cells a kernel reads for a run: the piece's own 4-byte cells, or, when t <= 16 and the run
+// reads at least as many keys as the table has cells, a copy in 2-byte (t <= 16) or 1-byte (t <= 8)
+// cells. A layer decode reads each cell ~20 times, so the copy costs little, and the table it
+// makes is 2-4 times smaller: it stays in L2 where the 4-byte one spills to L3 (or to DRAM on
+// small ARM cores). The copy has 3 bytes of zero padding: a 4-byte load at any cell stays inside.
+class RunCells {
+public:
+    explicit RunCells(const Run& run) : data_(run.table), bytes_(4) {
+        if (run.num_cells == 0 || run.cell_mask > 0xFFFF || run.count < run.num_cells) return;
+        unsigned bytes = run.cell_mask <= 0xFF ? 1 : 2;
+        copy_.reset(new (std::nothrow) uint8_t[run.num_cells * bytes + 3]);
+        if (!copy_) return;  // kernels run on worker threads: no exceptions, just the 4-byte cells
+        bytes_ = bytes;
+        if (bytes_ == 1)
+            narrow(run, copy_.get());
+        else
+            narrow(run, reinterpret_cast<uint16_t*>(copy_.get()));
+        std::memset(copy_.get() + run.num_cells * bytes_, 0, 3);
+        data_ = copy_.get();
+    }
+
+    const void* data() const { return data_; }
+    unsigned bytes() const { return bytes_; }  // 1, 2 or 4
+
+private:
+    template <typename Cell>
+    static void narrow(const Run& run, Cell* out) {
+        for (uint64_t c = 0; c < run.num_cells; ++c) out[c] = Cell(run.table[c]);
+    }
+
+    std::unique_ptr<uint8_t[]> copy_;
+    const void* data_;
+    unsigned bytes_;
+};
+
+// One ISA's kernels. Each writes out[0 .. run.count) (or counts over the run).
+struct Kernels {
+    const char* name;
+    // codebook[w] where the word w < codebook_size (<= 2^value_bits), else 0.0f.
+    void (*weights)(const Run& run, const float* codebook, uint32_t codebook_size, float* out);
+    // w where w >> value_bits == 0, else -1.
+    void (*values)(const Run& run, uint32_t value_bits, int32_t* out);
+    // Number of words w < codebook_size.
+    uint64_t (*count)(const Run& run, uint32_t codebook_size);
+};
+
+// Kernels compiled into this build for the named ISA, or nullptr. They may still need a CPU check.
+const Kernels* avx2_kernels();  // decode_avx2.cpp: x86-64 only
+const Kernels* neon_kernels();  // decode_neon.cpp: AArch64 only
+
+// The kernels the decoders use now: WEIGHTLESS_ISA if set (read on every call), else the best
+// supported ISA. nullptr means the scalar reference in query.cpp. Throws std::invalid_argument
+// for an unknown or unsupported WEIGHTLESS_ISA.
+const Kernels* active_kernels();
+
+}  // namespace detail
+}  // namespace wl

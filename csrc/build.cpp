@@ -72,6 +72,18 @@ struct PieceJob {
     std::vector<uint32_t> table;
 };
 
+// Below this many keys in a piece, starting threads costs more than they save.
+constexpr uint32_t kParallelKeys = uint32_t(1) << 16;
+
+// Runs fn(0), ..., fn(threads - 1) concurrently, fn(0) on the calling thread.
+template <typename Fn>
+void run_threads(unsigned threads, Fn&& fn) {
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(fn, t);
+    fn(0u);
+    for (auto& th : pool) th.join();
+}
+
 inline void prefetch(const void* p) {
 #if defined(__GNUC__)
     __builtin_prefetch(p);
@@ -100,57 +112,107 @@ struct PeeledKey {
 // Scratch reused across the attempts and pieces one thread builds.
 struct Peeler {
     std::vector<PeeledKey> keys;       // hashed keys ordered by first segment; then in peeling order
-    std::vector<uint32_t> bucket;      // per segment: next free slot of the counting sort
+    std::vector<uint32_t> bucket;      // per segment: index of its first key in sorted order
+    std::vector<std::vector<uint32_t>> next;  // per thread and segment: next free slot of the sort
     std::vector<PeelCell> table;
     std::vector<uint32_t> alone;       // stack of cells with one key left, at or behind the sweep
     size_t num_peeled = 0;
 
     size_t footprint() const {
         return keys.capacity() * sizeof(PeeledKey) + table.capacity() * sizeof(PeelCell) +
+               next.size() * bucket.capacity() * sizeof(uint32_t) +
                (bucket.capacity() + alone.capacity()) * sizeof(uint32_t);
     }
 
     // Returns false if this seed and size do not peel. Arity is a template parameter so the
-    // loops over a key's cells unroll: construction is bound by instruction count.
+    // loops over a key's cells unroll: construction is bound by instruction count. Sorting and
+    // counting run on `threads` threads; the result does not depend on how many.
     template <uint32_t Arity>
     bool peel(const PieceJob& job, const PieceGeometry& g, uint32_t segment_count, uint32_t segment_length_log2,
-              uint64_t hash_seed, uint32_t num_cells) {
+              uint64_t hash_seed, uint32_t num_cells, unsigned threads) {
         const uint32_t n = job.num_keys;
-        // Counting sort by first segment, so the cell updates below sweep the table in order.
-        bucket.assign(size_t(segment_count) + 1, 0);
+        const unsigned T = n >= kParallelKeys ? std::max(1u, threads) : 1;
         auto segment_of = [&](const KeyHash& h) {
             return uint32_t((uint64_t(h.x) * g.first_cells) >> 32) >> segment_length_log2;
         };
-        for (uint32_t i = 0; i < n; ++i) ++bucket[segment_of(hash_key(job.keys[i], hash_seed)) + 1];
-        for (uint32_t s = 0; s < segment_count; ++s) bucket[s + 1] += bucket[s];
-        keys.resize(n);
-        for (uint32_t i = 0; i < n; ++i) {
-            KeyHash h = hash_key(job.keys[i], hash_seed);
-            keys[bucket[segment_of(h)]++] = {h, job.values[i]};
+        auto slice = [&](unsigned t, uint32_t& from, uint32_t& to) {
+            from = uint32_t(uint64_t(n) * t / T);
+            to = uint32_t(uint64_t(n) * (t + 1) / T);
+        };
+
+        // Counting sort by first segment, so the cell updates below sweep the table in order.
+        // Thread t sorts its slice of the keys; its keys of a segment land after those of the
+        // threads before it, exactly where a sequential stable sort puts them.
+        next.resize(T);
+        run_threads(T, [&](unsigned t) {
+            next[t].assign(segment_count, 0);
+            uint32_t from, to;
+            slice(t, from, to);
+            for (uint32_t i = from; i < to; ++i) ++next[t][segment_of(hash_key(job.keys[i], hash_seed))];
+        });
+        bucket.resize(size_t(segment_count) + 1);  // bucket[s]: index of segment s's first key
+        uint32_t total = 0;
+        for (uint32_t seg = 0; seg < segment_count; ++seg) {
+            bucket[seg] = total;
+            for (unsigned t = 0; t < T; ++t) {
+                uint32_t count = next[t][seg];
+                next[t][seg] = total;
+                total += count;
+            }
         }
+        bucket[segment_count] = total;
+        keys.resize(n);
+        run_threads(T, [&](unsigned t) {
+            uint32_t from, to;
+            slice(t, from, to);
+            for (uint32_t i = from; i < to; ++i) {
+                KeyHash h = hash_key(job.keys[i], hash_seed);
+                keys[next[t][segment_of(h)]++] = {h, job.values[i]};
+            }
+        });
 
         // The window of cells in use slides up the table; fetch the segment it is about to
         // enter, which would otherwise be a run of cache misses.
         const uint32_t ahead = Arity * g.segment_length;
         table.assign(num_cells, PeelCell{});
-        uint32_t cells[Arity];
-        for (const PeeledKey& key : keys) {
-            key_cells<Arity>(key.hash, g, cells);
-            if (cells[0] + ahead < num_cells) prefetch(&table[cells[0] + ahead]);
-            for (uint32_t j = 0; j < Arity; ++j) {
-                PeelCell& c = table[cells[j]];
-                if ((c.count_slot_value >> kCountShift) == kMaxCount) return false;  // hopeless; would wrap
-                c.hash.x ^= key.hash.x;
-                c.hash.y ^= key.hash.y;
-                c.count_slot_value = (c.count_slot_value + (uint32_t(1) << kCountShift)) ^ (j << kSlotShift) ^ key.slot_value;
+        auto add_keys = [&](uint32_t from, uint32_t to) {
+            uint32_t cells[Arity];
+            for (uint32_t k = from; k < to; ++k) {
+                const PeeledKey& key = keys[k];
+                key_cells<Arity>(key.hash, g, cells);
+                if (cells[0] + ahead < num_cells) prefetch(&table[cells[0] + ahead]);
+                for (uint32_t j = 0; j < Arity; ++j) {
+                    PeelCell& c = table[cells[j]];
+                    if ((c.count_slot_value >> kCountShift) == kMaxCount) return false;  // hopeless; would wrap
+                    c.hash.x ^= key.hash.x;
+                    c.hash.y ^= key.hash.y;
+                    c.count_slot_value =
+                        (c.count_slot_value + (uint32_t(1) << kCountShift)) ^ (j << kSlotShift) ^ key.slot_value;
+                }
             }
-        }
+            return true;
+        };
+        // Thread t adds the keys whose first segment lies in its range of segments but not in
+        // the range's last Arity - 1: their cells stay inside the range, so no two threads
+        // touch a cell. Those last segments' keys are added afterwards, on one thread.
+        std::vector<char> added(T, 1);
+        auto inner_end = [&](unsigned t) {
+            uint32_t lo = uint32_t(uint64_t(segment_count) * t / T), hi = uint32_t(uint64_t(segment_count) * (t + 1) / T);
+            return hi >= lo + (Arity - 1) ? hi - (Arity - 1) : lo;
+        };
+        run_threads(T, [&](unsigned t) {
+            added[t] = add_keys(bucket[uint32_t(uint64_t(segment_count) * t / T)], bucket[inner_end(t)]);
+        });
+        for (unsigned t = 0; t < T; ++t)
+            if (!added[t] || !add_keys(bucket[inner_end(t)], bucket[uint32_t(uint64_t(segment_count) * (t + 1) / T)]))
+                return false;
 
         // Peel in one sweep over the cells. The coupled layout peels as a wave along the table,
         // so a cell that becomes alone ahead of the sweep waits for it, and only cells behind
         // the sweep are peeled at once: the working set stays a few segments wide, in cache.
         // The sorted keys are no longer needed: their slots receive the keys in peeling order.
         if (alone.size() < 64) alone.resize(64);
+        uint32_t cells[Arity];
         num_peeled = 0;
         for (uint32_t sweep = 0; sweep < num_cells; ++sweep) {
             if (sweep + ahead < num_cells) prefetch(&table[sweep + ahead]);
@@ -238,7 +300,7 @@ void check_piece_duplicates(const PieceJob& job) {
     if (dup != sorted.end()) throw_duplicate(*dup);
 }
 
-void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peeler& peeler) {
+void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peeler& peeler, unsigned threads) {
     if (job.num_keys == 0) {  // no keys, no table: every key reads its mask alone
         job.piece.hash_seed = piece_hash_seed(o.seed, piece_index, 0);
         return;
@@ -255,8 +317,10 @@ void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peele
         if (num_cells >= (uint64_t(1) << 32)) throw std::invalid_argument("piece too large; lower piece_keys");
         PieceGeometry g = piece_geometry(p);
         bool peeled = o.arity == 3
-                          ? peeler.peel<3>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed, uint32_t(num_cells))
-                          : peeler.peel<4>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed, uint32_t(num_cells));
+                          ? peeler.peel<3>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed,
+                                           uint32_t(num_cells), threads)
+                          : peeler.peel<4>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed,
+                                           uint32_t(num_cells), threads);
         if (peeled) {
             if (o.arity == 3)
                 peeler.assign<3>(g, cell_mask, job.table);
@@ -369,13 +433,15 @@ Filter build_filter(const uint64_t* keys, const uint32_t* values, size_t n, cons
     std::vector<uint32_t> values_copy;
     std::vector<PieceJob> jobs = partition(keys, values, n, options, keys_copy, values_copy);
     // Pieces are independent: hand them out to threads; each result depends only on its piece.
+    // Threads left over (fewer pieces than threads) work inside the pieces.
+    const unsigned threads_per_piece = std::max<unsigned>(1, options.threads / unsigned(jobs.size()));
     std::vector<std::exception_ptr> errors(jobs.size());
     std::atomic<size_t> next{0};
     auto worker = [&] {
         std::unique_ptr<Peeler> peeler = peeler_pool().take();
         for (size_t p; (p = next.fetch_add(1)) < jobs.size();) {
             try {
-                build_piece(jobs[p], p, options, *peeler);
+                build_piece(jobs[p], p, options, *peeler, threads_per_piece);
             } catch (...) {
                 errors[p] = std::current_exception();
             }

@@ -117,6 +117,10 @@ def test_deterministic_and_thread_independent():
     assert BloomierFilter(keys, values, seed=7, threads=2, **kwargs).to_bytes() == reference
     assert BloomierFilter(keys, values, seed=7, threads=5, **kwargs).to_bytes() == reference
     assert BloomierFilter(keys, values, seed=8, **kwargs).to_bytes() != reference
+    # One piece: the threads share the work inside it.
+    one = BloomierFilter(keys, values, value_bits=5, cell_bits=11, threads=1)
+    assert one.num_pieces == 1
+    assert BloomierFilter(keys, values, value_bits=5, cell_bits=11, threads=2).to_bytes() == one.to_bytes()
 
 
 def test_sorted_and_shuffled_keys_read_back_alike():

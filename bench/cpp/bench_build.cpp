@@ -1,4 +1,4 @@
-// Construction speed and space: wl_bench [n] [piece_keys] [arity] [trials]
+// Construction speed and space: wl_bench [n] [piece_keys] [arity] [trials] [threads]
 // Prints ns/key, cells/key and the construction attempts used, for random 64-bit keys.
 #include <chrono>
 #include <cstdio>
@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     o.cell_bits = 8;
     o.arity = arity;
     o.piece_keys = piece_keys;
+    o.threads = argc > 5 ? unsigned(std::atoi(argv[5])) : 1;
     for (int trial = 0; trial < trials; ++trial) {
         o.seed = uint64_t(trial);
         auto t0 = std::chrono::steady_clock::now();

@@ -172,6 +172,19 @@ void test_deterministic_and_threads() {
     o.seed = 1;
     check(wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o)) != ref,
           "another seed gives another table");
+    // One piece: the threads sort and count inside it.
+    for (uint32_t arity : {3u, 4u}) {
+        o = wl::BuildOptions();
+        o.arity = arity;
+        o.threads = 1;
+        std::vector<uint8_t> one = wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o));
+        for (unsigned threads : {2u, 3u, 7u}) {
+            o.threads = threads;
+            wl::Filter f = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
+            check(f.pieces.size() == 1 && wl::serialize(f) == one,
+                  "one piece, identical with " + std::to_string(threads) + " threads, arity " + std::to_string(arity));
+        }
+    }
 }
 
 void test_bad_input() {

@@ -218,3 +218,14 @@ def test_as_a_subprocess(tmp_path, model):
     assert bad.returncode == 1
     assert bad.stderr.startswith("weightless inspect: error:") and "Traceback" not in bad.stderr
     assert len(bad.stderr.splitlines()) == 1
+
+
+def test_compress_arity_option_reaches_the_filter(tmp_path, capsys, model):
+    out = tmp_path / "model.wl"
+    code, _, err = run(capsys, "compress", model, "-o", out, "--sparsity", "0.9", "--cell-bits", "8", "--arity", "4")
+    assert code == 0, err
+    from weightless.container import open_container
+
+    with open_container(out) as c:
+        assert c.encoded_layer("fc1.weight").filter.arity == 4
+    assert_failed(run(capsys, "compress", model, "-o", tmp_path / "x.wl", "--arity", "5"), "compress", "arity")

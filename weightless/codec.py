@@ -170,6 +170,8 @@ def encode_layer(
     fp_rate: Optional[float] = None,
     seed: int = 0,
     init: str = "density",
+    arity: int = 3,
+    piece_keys: Optional[int] = None,
     threads: Optional[int] = None,
 ) -> EncodedLayer:
     """Prune, cluster and encode a float tensor of any rank.
@@ -183,6 +185,10 @@ def encode_layer(
         fp_rate: the expected fraction of zero weights read back as nonzero, from which t is
             chosen (`choose_cell_bits`). With neither, fp_rate = DEFAULT_FP_RATE.
         seed: seeds clustering and the filter; the result is a deterministic function of it.
+        init: k-means initialisation, "density" (the paper's), "linear" or "random".
+        arity, piece_keys: filter layout (`BloomierFilter`): 4 cells per key is ~3-5% smaller
+            and slower to decode; smaller pieces decode faster from cache and cost space.
+        threads: for building and counting; the result does not depend on it.
     """
     w = np.asarray(weights)
     if w.dtype == np.bool_ or not np.issubdtype(w.dtype, np.floating):
@@ -201,6 +207,6 @@ def encode_layer(
         raise ValueError(f"cell_bits must be in [{r}, 32] for {k} clusters, got {cell_bits}")
     threads = _threads(threads)
     f = BloomierFilter(positions.astype(np.uint64), clustering.codes, value_bits=r, cell_bits=cell_bits,
-                       seed=seed, threads=threads)
+                       seed=seed, arity=arity, piece_keys=piece_keys, threads=threads)
     decoded_nonzero = f._filter.count_decoded(w.size, k, threads)
     return EncodedLayer(w.shape, clustering.codebook, f, decoded_nonzero - len(positions))

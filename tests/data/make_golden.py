@@ -1,0 +1,103 @@
+"""Writes the golden .wl files the C API test (tests/cpp/test_c_api.cpp) decodes.
+
+    python3 tests/data/make_golden.py      # rewrites tests/data/*.wl and *.expected.bin
+
+For each NAME.wl, NAME.expected.bin holds what `weightless.decompress` returns: every tensor in
+file order, its elements in C order as little-endian bytes of its dtype, concatenated without
+padding. The C++ test decodes each tensor with the C API and compares bytes, natively and on
+AArch64 (under qemu): files written on one machine decode identically on another.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from weightless.container import compress, decompress, open_container  # noqa: E402
+
+
+def expected_bytes(path: Path) -> bytes:
+    out = []
+    for a in decompress(path, threads=1).values():
+        a = np.ascontiguousarray(a)
+        out.append(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+    return b"".join(out)
+
+
+def write_expected(path: Path) -> None:
+    path.with_suffix(".expected.bin").write_bytes(expected_bytes(path))
+
+
+def basic(rng: np.random.Generator) -> None:
+    # An encoded float32 layer plus raw tensors of every dtype, a scalar, an empty tensor and a
+    # name that needs JSON escapes (the writer emits raw UTF-8 and escapes control characters).
+    state = {
+        "fc1.weight": rng.normal(0, 0.1, size=(64, 48)).astype(np.float32),
+        "fc1.bias": rng.normal(0, 0.1, size=48).astype(np.float32),
+        "emb": rng.integers(-128, 128, size=(5, 7), dtype=np.int8),
+        "idx": rng.integers(0, 2**16, size=10, dtype=np.uint16),
+        "half": rng.normal(0, 3, size=(3, 4)).astype(np.float16),
+        "mask": rng.integers(0, 2, size=9).astype(bool),
+        "scalar": np.array(np.pi, dtype=np.float64),
+        "i16": rng.integers(-2**15, 2**15, size=(2, 3), dtype=np.int16),
+        "i32": rng.integers(-2**31, 2**31, size=5, dtype=np.int32),
+        "i64": rng.integers(-2**63, 2**63, size=4, dtype=np.int64),
+        "u8": rng.integers(0, 256, size=3, dtype=np.uint8),
+        "u32": rng.integers(0, 2**32, size=3, dtype=np.uint32),
+        "u64": rng.integers(0, 2**64, size=3, dtype=np.uint64),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+        'na\u00efve "q" \\/\t\u2603\U0001F600': np.arange(3, dtype=np.float32),
+    }
+    path = HERE / "basic.wl"
+    compress(state, path, layers=["fc1.weight"], sparsity=0.9, clusters=16, seed=1, overwrite=True)
+    write_expected(path)
+
+
+def dtypes(rng: np.random.Generator) -> None:
+    # Encoded float16 (tiny weights: the centroids round to half subnormals) and float64 layers.
+    state = {
+        "tiny16": (rng.normal(0, 2e-5, size=(32, 40))).astype(np.float16),
+        "wide16": (rng.normal(0, 2e4, size=(16, 20))).astype(np.float16),
+        "f64": rng.normal(0, 1, size=(16, 40)),
+    }
+    path = HERE / "dtypes.wl"
+    compress(state, path, layers=list(state), sparsity=0.8, clusters=8, seed=2, overwrite=True)
+    write_expected(path)
+
+
+def structures(rng: np.random.Generator) -> None:
+    # Arity 4 and multi-piece filters (small piece_keys), a 4-D tensor.
+    state = {
+        "a4.weight": rng.normal(0, 1, size=(40, 30)).astype(np.float32),
+        "conv.weight": rng.normal(0, 1, size=(8, 4, 3, 3)).astype(np.float32),
+        "conv.bias": rng.normal(0, 1, size=8).astype(np.float32),
+    }
+    layers = {
+        "a4.weight": {"arity": 4, "piece_keys": 50, "cell_bits": 10, "seed": 3},
+        "conv.weight": {"arity": 3, "piece_keys": 12, "cell_bits": 7, "seed": 4},
+    }
+    path = HERE / "structures.wl"
+    compress(state, path, layers=layers, sparsity=0.85, clusters=16, overwrite=True)
+    with open_container(path) as c:
+        for name, options in layers.items():
+            f = c.encoded_layer(name).filter
+            assert f.arity == options["arity"] and f.num_pieces > 1, (name, f)
+    write_expected(path)
+
+
+def main() -> None:
+    rng = np.random.default_rng(20261129)
+    basic(rng)
+    dtypes(rng)
+    structures(rng)
+    for p in sorted(HERE.glob("*.wl")):
+        print(f"{p.name}: {p.stat().st_size} bytes, expected {p.with_suffix('.expected.bin').stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    os.chdir(HERE)
+    main()

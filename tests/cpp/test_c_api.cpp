@@ -14,20 +14,14 @@
 
 #include "json_min.h"
 #include "weightless.h"
+#include "check.h"
 #include "weightless_c.h"
 
 namespace {
 
-int passed = 0, failed = 0;
-
-void check(bool ok, const std::string& what) {
-    if (ok) {
-        ++passed;
-    } else {
-        ++failed;
-        std::printf("FAIL: %s\n", what.c_str());
-    }
-}
+using wl_test::check;
+using wl_test::failed;
+using wl_test::passed;
 
 // The condition is evaluated before the message, which may show state the condition set.
 #define CHECK(cond, ...)        \
@@ -574,11 +568,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     const std::string dir = argv[1];
-    test_json();
-    for (const char* name : {"basic", "dtypes", "structures"}) test_golden(dir, name);
-    test_basic_metadata(dir);
-    test_malformed_golden(dir);
-    test_built();
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return wl_test::run_tests([&] {
+        test_json();
+        for (const char* name : {"basic", "dtypes", "structures"}) test_golden(dir, name);
+        test_basic_metadata(dir);
+        test_malformed_golden(dir);
+        test_built();
+    });
 }

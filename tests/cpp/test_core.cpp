@@ -9,19 +9,13 @@
 #include <vector>
 
 #include "weightless.h"
+#include "check.h"
 
 namespace {
 
-int passed = 0, failed = 0;
-
-void check(bool ok, const std::string& what) {
-    if (ok) {
-        ++passed;
-    } else {
-        ++failed;
-        std::printf("FAIL: %s\n", what.c_str());
-    }
-}
+using wl_test::check;
+using wl_test::failed;
+using wl_test::passed;
 
 template <typename E>
 bool throws(const std::function<void()>& fn) {
@@ -248,7 +242,7 @@ void test_crc32() {
 }  // namespace
 
 int main() {
-    try {
+    return wl_test::run_tests([] {
         test_crc32();
         test_round_trip();
         test_decode_range_matches_queries();
@@ -256,10 +250,5 @@ int main() {
         test_decode_weights_matches_reference();
         test_bad_input();
         test_malformed_bytes();
-    } catch (const std::exception& e) {
-        std::printf("FAIL: unexpected exception: %s\n", e.what());
-        ++failed;
-    }
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    });
 }

@@ -14,19 +14,13 @@
 
 #include "decode.h"
 #include "weightless.h"
+#include "check.h"
 
 namespace {
 
-int passed = 0, failed = 0;
-
-void check(bool ok, const std::string& what) {
-    if (ok) {
-        ++passed;
-    } else {
-        ++failed;
-        std::printf("FAIL: %s\n", what.c_str());
-    }
-}
+using wl_test::check;
+using wl_test::failed;
+using wl_test::passed;
 
 // Runs fn and returns the message of the std::invalid_argument it throws ("" if none).
 std::string invalid_argument_message(const std::function<void()>& fn) {
@@ -295,16 +289,11 @@ void test_bad_isa() {
 }  // namespace
 
 int main() {
-    try {
+    return wl_test::run_tests([] {
         test_active_isa();
         test_bad_isa();
         test_shapes();
         test_empty_pieces();
         test_high_keys();
-    } catch (const std::exception& e) {
-        std::printf("FAIL: unexpected exception: %s\n", e.what());
-        ++failed;
-    }
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    });
 }

@@ -8,8 +8,6 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <cstdio>
-#include <cstdlib>
 
 #include "hash.h"
 #include "weightless.h"

@@ -73,11 +73,12 @@ def run(args: argparse.Namespace) -> None:
     # Algorithm 1: encode a layer, freeze it as decoded (false positives included), retrain the
     # layers after it so they absorb its errors; then the next layer.
     frozen: tuple[str, ...] = ()
+    encoded = {}
     model = dict(state)
     for i, name in enumerate(LAYERS):
         t = _step(f"encode {name.split('.')[0]} (t = {options[name]['cell_bits']}), retrain after it")
-        layer = encode_layer(state[name], **options[name])
-        model[name] = layer.decode()
+        encoded[name] = encode_layer(state[name], **options[name])
+        model[name] = encoded[name].decode()
         frozen += (name, name.replace("weight", "bias"))
         later_masks = {n: m for n, m in masks.items() if n not in frozen}
         model = train_lenet300(x_train, y_train, epochs=3, lr=1e-3, seed=args.seed + 2 + i, progress=False,
@@ -113,9 +114,7 @@ def run(args: argparse.Namespace) -> None:
     # The same pruned, clustered fc1 stored the ways a user would otherwise pick.
     fc1 = state["fc1.weight"]
     positions = np.flatnonzero(fc1)
-    from .cluster import kmeans_1d
-
-    codes = kmeans_1d(fc1.reshape(-1)[positions], args.clusters, seed=args.seed).codes
+    codes = encoded["fc1.weight"].filter.lookup(positions.astype(np.uint64))  # stored keys read back exactly
     dc = deep_compression_nbytes(positions, codes, args.clusters, fc1.shape)["total"]
     zs = csr_zstd_nbytes(positions, codes, args.clusters, fc1.shape)["total"]
     fc1_entry = next(e for e in report.tensors if e.name == "fc1.weight")

@@ -84,7 +84,7 @@ def parse_filter(data: bytes) -> dict:
     if data[:4] != b"WLBF":
         raise ValueError("bad magic")
     version, k, r, t = struct.unpack_from("<HBBB", data, 4)
-    if version != 1:
+    if version not in (1, 2):
         raise ValueError(f"unsupported version {version}")
     (num_pieces,) = struct.unpack_from("<I", data, 12)
     (num_keys,) = struct.unpack_from("<Q", data, 16)
@@ -93,11 +93,20 @@ def parse_filter(data: bytes) -> dict:
     pieces, start = [], 0
     for i in range(num_pieces):
         first_key, seed, keys, segments = struct.unpack_from("<QQII", data, 32 + 32 * i)
-        log2_len = data[32 + 32 * i + 24]
+        log2_len, block_log2 = data[32 + 32 * i + 24], data[32 + 32 * i + 25]
+        (blocks,) = struct.unpack_from("<I", data, 32 + 32 * i + 28)
+        if version == 1:  # no blocks: one per piece with keys
+            block_log2, blocks = 63, 1 if segments else 0
         cells = (segments + k - 1) << log2_len if segments else 0
-        pieces.append(dict(first_key=first_key, seed=seed, S=segments, L=1 << log2_len, start=start))
+        pieces.append(dict(first_key=first_key, seed=seed, S=segments, L=1 << log2_len, start=start,
+                           block_log2=block_log2, blocks=blocks))
         start += cells
-    area = np.frombuffer(data, dtype=np.uint8, offset=32 + 32 * num_pieces, count=len(data) - 36 - 32 * num_pieces)
+    at = 32 + 32 * num_pieces
+    for p in pieces:  # inner block starts; the first is 0 and the last S * L
+        inner = np.frombuffer(data, dtype="<u4", offset=at, count=max(p["blocks"] - 1, 0)).astype(np.uint64)
+        at += 4 * inner.size
+        p["starts"] = np.concatenate([[0], inner, [p["S"] * p["L"]]]).astype(np.uint64)
+    area = np.frombuffer(data, dtype=np.uint8, offset=at, count=len(data) - 4 - at)
     return dict(k=k, r=r, t=t, n=num_keys, pieces=pieces, cells=unpack_cells(area, start, t))
 
 
@@ -135,7 +144,10 @@ def query_piece(f: dict, piece: dict, keys: np.ndarray) -> np.ndarray:
     if S:
         table = f["cells"][piece["start"] :]
         low = np.uint32(L - 1)
-        h0 = ((x.astype(np.uint64) * np.uint64(S * L)) >> np.uint64(32)).astype(np.uint32)
+        block = np.minimum((keys - np.uint64(piece["first_key"])) >> np.uint64(piece["block_log2"]),
+                           np.uint64(piece["blocks"] - 1)).astype(np.int64)
+        base, end = piece["starts"][block], piece["starts"][block + 1]
+        h0 = (base + ((x.astype(np.uint64) * (end - base)) >> np.uint64(32))).astype(np.uint32)
         word ^= table[h0]
         word ^= table[(h0 + np.uint32(L)) ^ (y & low)]
         word ^= table[(h0 + np.uint32(2 * L)) ^ ((y >> np.uint32(16)) & low)]

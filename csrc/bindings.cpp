@@ -13,7 +13,8 @@ namespace {
 using KeyArray = py::array_t<uint64_t, py::array::c_style>;
 
 wl::Filter build(KeyArray keys, py::array_t<uint32_t, py::array::c_style> values, uint32_t value_bits,
-                 uint32_t cell_bits, uint64_t seed, uint32_t arity, uint64_t piece_keys, unsigned threads) {
+                 uint32_t cell_bits, uint64_t seed, uint32_t arity, uint64_t piece_keys, uint64_t block_keys,
+                 unsigned threads) {
     if (keys.ndim() != 1 || values.ndim() != 1) throw std::invalid_argument("keys and values must be 1-D arrays");
     if (keys.shape(0) != values.shape(0))
         throw std::invalid_argument("keys and values differ in length: " + std::to_string(keys.shape(0)) + " vs " +
@@ -24,6 +25,7 @@ wl::Filter build(KeyArray keys, py::array_t<uint32_t, py::array::c_style> values
     options.seed = seed;
     options.arity = arity;
     options.piece_keys = piece_keys;
+    options.block_keys = block_keys;
     options.threads = threads;
     py::gil_scoped_release release;
     return wl::build_filter(keys.data(), values.data(), size_t(keys.shape(0)), options);
@@ -46,10 +48,12 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "weightless C++ core: Bloomier filter construction, queries and serialization";
     m.attr("FORMAT_VERSION") = wl::kFormatVersion;
     m.attr("DEFAULT_PIECE_KEYS") = wl::kDefaultPieceKeys;
+    m.attr("DEFAULT_BLOCK_KEYS") = wl::kDefaultBlockKeys;
 
     py::class_<wl::Filter>(m, "Filter")
         .def_static("build", &build, py::arg("keys"), py::arg("values"), py::arg("value_bits"), py::arg("cell_bits"),
-                    py::arg("seed"), py::arg("arity"), py::arg("piece_keys"), py::arg("threads"))
+                    py::arg("seed"), py::arg("arity"), py::arg("piece_keys"), py::arg("block_keys"),
+                    py::arg("threads"))
         .def("query_raw",
              [](const wl::Filter& f, KeyArray keys) { return map_keys<uint32_t>(f, keys, wl::query_raw); })
         .def("query_values",
@@ -102,6 +106,12 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("nbytes", [](const wl::Filter& f) { return wl::serialized_size(f); })
         .def_property_readonly("num_cells", [](const wl::Filter& f) { return f.cells.size(); })
         .def_property_readonly("num_pieces", [](const wl::Filter& f) { return f.pieces.size(); })
+        .def_property_readonly("num_blocks",
+                               [](const wl::Filter& f) {
+                                   uint64_t blocks = 0;
+                                   for (const wl::Piece& p : f.pieces) blocks += p.num_blocks();
+                                   return blocks;
+                               })
         .def_property_readonly("num_keys", [](const wl::Filter& f) { return f.num_keys; })
         .def_property_readonly("value_bits", [](const wl::Filter& f) { return f.value_bits; })
         .def_property_readonly("cell_bits", [](const wl::Filter& f) { return f.cell_bits; })

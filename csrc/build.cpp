@@ -18,6 +18,7 @@ namespace {
 constexpr uint32_t kMaxAttempts = 64;
 constexpr uint32_t kAttemptsPerSize = 4;  // after this many failed seeds, grow the table
 constexpr uint64_t kMaxPieceKeys = uint64_t(1) << 28;
+constexpr uint64_t kMinBlockKeys = 64;
 
 struct PieceShape {
     uint32_t segment_length_log2;
@@ -54,6 +55,9 @@ void check_options(const BuildOptions& o) {
         throw std::invalid_argument("arity must be 3 or 4, got " + std::to_string(o.arity));
     if (o.piece_keys > kMaxPieceKeys)
         throw std::invalid_argument("piece_keys must be at most 2^28, got " + std::to_string(o.piece_keys));
+    if (o.block_keys != 0 && o.block_keys < kMinBlockKeys)
+        throw std::invalid_argument("block_keys must be 0 (the default) or at least 64, got " +
+                                    std::to_string(o.block_keys));
 }
 
 [[noreturn]] void throw_duplicate(uint64_t key) {
@@ -67,6 +71,7 @@ struct PieceJob {
     uint32_t num_keys = 0;
     bool keys_known_distinct = false;
     Piece piece;
+    std::vector<uint32_t> block_keys;  // keys per block (the blocks are fixed before the first attempt)
     std::vector<uint32_t> table;
 };
 
@@ -104,6 +109,7 @@ struct PeelCell {
 
 struct PeeledKey {
     KeyHash hash;
+    uint32_t first_cell;  // h0
     uint32_t slot_value;  // slot << 24 | value: the cell it was peeled from, and its value
 };
 
@@ -126,12 +132,13 @@ struct Peeler {
     // loops over a key's cells unroll: construction is bound by instruction count. Sorting and
     // counting run on `threads` threads; the result does not depend on how many.
     template <uint32_t Arity>
-    bool peel(const PieceJob& job, const PieceGeometry& g, uint32_t segment_count, uint32_t segment_length_log2,
-              uint64_t hash_seed, uint32_t num_cells, unsigned threads) {
-        const uint32_t n = job.num_keys;
+    bool peel(const PieceJob& job, const PieceGeometry& g, uint32_t num_cells, unsigned threads) {
+        const Piece& piece = job.piece;
+        const uint32_t n = job.num_keys, segment_count = piece.segment_count;
+        const uint32_t segment_length_log2 = piece.segment_length_log2;
         const unsigned T = n >= kParallelKeys ? std::max(1u, threads) : 1;
-        auto segment_of = [&](const KeyHash& h) {
-            return uint32_t((uint64_t(h.x) * g.first_cells) >> 32) >> segment_length_log2;
+        auto first_cell_of = [&](uint64_t key, const KeyHash& h) {
+            return first_cell(h, first_cells_of_block(piece, block_of(piece, key)));
         };
         auto slice = [&](unsigned t, uint32_t& from, uint32_t& to) {
             from = uint32_t(uint64_t(n) * t / T);
@@ -146,7 +153,10 @@ struct Peeler {
             next[t].assign(segment_count, 0);
             uint32_t from, to;
             slice(t, from, to);
-            for (uint32_t i = from; i < to; ++i) ++next[t][segment_of(hash_key(job.keys[i], hash_seed))];
+            for (uint32_t i = from; i < to; ++i) {
+                uint64_t key = job.keys[i];
+                ++next[t][first_cell_of(key, hash_key(key, piece.hash_seed)) >> segment_length_log2];
+            }
         });
         bucket.resize(size_t(segment_count) + 1);  // bucket[s]: index of segment s's first key
         uint32_t total = 0;
@@ -164,8 +174,10 @@ struct Peeler {
             uint32_t from, to;
             slice(t, from, to);
             for (uint32_t i = from; i < to; ++i) {
-                KeyHash h = hash_key(job.keys[i], hash_seed);
-                keys[next[t][segment_of(h)]++] = {h, job.values[i]};
+                uint64_t key = job.keys[i];
+                KeyHash h = hash_key(key, piece.hash_seed);
+                uint32_t h0 = first_cell_of(key, h);
+                keys[next[t][h0 >> segment_length_log2]++] = {h, h0, job.values[i]};
             }
         });
 
@@ -177,7 +189,7 @@ struct Peeler {
             uint32_t cells[Arity];
             for (uint32_t k = from; k < to; ++k) {
                 const PeeledKey& key = keys[k];
-                key_cells<Arity>(key.hash, g, cells);
+                key_cells<Arity>(key.hash, key.first_cell, g, cells);
                 if (cells[0] + ahead < num_cells) prefetch(&table[cells[0] + ahead]);
                 for (uint32_t j = 0; j < Arity; ++j) {
                     PeelCell& c = table[cells[j]];
@@ -221,11 +233,13 @@ struct Peeler {
             top += (table[sweep].count_slot_value >> kCountShift) == 1;
             while (top) {
                 if (top + Arity >= alone.size()) alone.resize(2 * alone.size());  // room for this peel's pushes
-                const PeelCell only = table[alone[--top]];
+                const uint32_t cell = alone[--top];
+                const PeelCell only = table[cell];
                 if ((only.count_slot_value >> kCountShift) != 1) continue;  // lost its last key since pushed
                 uint32_t slot_value = only.count_slot_value & ((uint32_t(1) << kCountShift) - 1);
-                keys[num_peeled++] = {only.hash, slot_value};
-                key_cells<Arity>(only.hash, g, cells);
+                uint32_t h0 = first_cell_from(only.hash, g, cell, slot_value >> kSlotShift);
+                keys[num_peeled++] = {only.hash, h0, slot_value};
+                key_cells<Arity>(only.hash, h0, g, cells);
                 uint32_t value = slot_value & ((uint32_t(1) << kSlotShift) - 1);
                 for (uint32_t j = 0; j < Arity; ++j) {
                     PeelCell& c = table[cells[j]];
@@ -251,7 +265,7 @@ struct Peeler {
         for (size_t i = num_peeled; i-- > 0;) {
             const PeeledKey& key = keys[i];
             uint32_t slot = key.slot_value >> kSlotShift;
-            key_cells<Arity>(key.hash, g, cells);
+            key_cells<Arity>(key.hash, key.first_cell, g, cells);
             if (cells[0] >= behind) prefetch(&out[cells[0] - behind]);  // the window slides down
             uint32_t word = (key.slot_value & ((uint32_t(1) << kSlotShift) - 1)) ^ key_mask(key.hash, cell_mask);
             for (uint32_t j = 0; j < Arity; ++j)
@@ -298,12 +312,43 @@ void check_piece_duplicates(const PieceJob& job) {
     if (dup != sorted.end()) throw_duplicate(*dup);
 }
 
+// Cuts the piece's key range into blocks of 2^block_log2 keys, as few as leave about block_keys
+// keys per block on average (never fewer blocks than one), and counts the keys of each.
+void count_blocks(PieceJob& job, uint64_t block_keys) {
+    const uint64_t first = job.piece.first_key;
+    uint64_t span = 0;  // last key - first key
+    for (uint32_t i = 0; i < job.num_keys; ++i) span = std::max(span, job.keys[i] - first);
+    const uint64_t max_blocks = std::max<uint64_t>(1, job.num_keys / block_keys);
+    uint32_t log2 = 63;  // one block: the whole range, whatever keys are queried
+    if (max_blocks > 1)
+        for (log2 = 0; (span >> log2) + 1 > max_blocks;) ++log2;
+    job.piece.block_log2 = log2;
+    job.block_keys.assign(max_blocks > 1 ? size_t(span >> log2) + 1 : 1, 0);
+    for (uint32_t i = 0; i < job.num_keys; ++i)
+        ++job.block_keys[std::min<uint64_t>((job.keys[i] - first) >> log2, job.block_keys.size() - 1)];
+}
+
+// Block b's slice of the S * L first cells, in proportion to the keys before it: the last block
+// holds the last key, so its slice, like every one before it, starts below S * L.
+void slice_first_cells(PieceJob& job) {
+    Piece& p = job.piece;
+    const uint64_t first_cells = uint64_t(p.segment_count) << p.segment_length_log2;
+    p.block_starts.resize(job.block_keys.size() + 1);
+    uint64_t before = 0;
+    for (size_t b = 0; b < job.block_keys.size(); ++b) {
+        p.block_starts[b] = uint32_t(before * first_cells / job.num_keys);
+        before += job.block_keys[b];
+    }
+    p.block_starts.back() = uint32_t(first_cells);
+}
+
 void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peeler& peeler, unsigned threads) {
     if (job.num_keys == 0) {  // no keys, no table: every key reads its mask alone
         job.piece.hash_seed = piece_hash_seed(o.seed, piece_index, 0);
         return;
     }
     const uint32_t cell_mask = low_bits_mask(o.cell_bits);
+    count_blocks(job, o.block_keys ? o.block_keys : kDefaultBlockKeys);
     for (uint32_t attempt = 0; attempt < kMaxAttempts; ++attempt) {
         PieceShape shape = piece_shape(job.num_keys, o.arity, attempt);
         Piece& p = job.piece;
@@ -313,12 +358,10 @@ void build_piece(PieceJob& job, size_t piece_index, const BuildOptions& o, Peele
         p.hash_seed = piece_hash_seed(o.seed, piece_index, attempt);
         uint64_t num_cells = piece_num_cells(p, o.arity);
         if (num_cells >= (uint64_t(1) << 32)) throw std::invalid_argument("piece too large; lower piece_keys");
+        slice_first_cells(job);
         PieceGeometry g = piece_geometry(p);
-        bool peeled = o.arity == 3
-                          ? peeler.peel<3>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed,
-                                           uint32_t(num_cells), threads)
-                          : peeler.peel<4>(job, g, p.segment_count, p.segment_length_log2, p.hash_seed,
-                                           uint32_t(num_cells), threads);
+        bool peeled = o.arity == 3 ? peeler.peel<3>(job, g, uint32_t(num_cells), threads)
+                                   : peeler.peel<4>(job, g, uint32_t(num_cells), threads);
         if (peeled) {
             if (o.arity == 3)
                 peeler.assign<3>(g, cell_mask, job.table);

@@ -2,7 +2,8 @@
 // run-time choice between them (csrc/dispatch.cpp). Internal header.
 //
 // query.cpp holds the scalar reference and cuts [begin, end) into runs; a kernel only ever sees
-// keys of one piece whose high 32 bits are constant, so it can count positions in u32 lanes.
+// keys of one block of one piece whose high 32 bits are constant, so it can count positions in
+// u32 lanes and every key's first cell comes from the same slice of the table.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +16,14 @@
 namespace wl {
 namespace detail {
 
-// Keys key_hi * 2^32 + key_lo + i for i in [0, count): inside one piece, and key_lo + count <= 2^32.
+// Keys key_hi * 2^32 + key_lo + i for i in [0, count): inside one block of one piece, and
+// key_lo + count <= 2^32.
 struct Run {
     const uint32_t* table;    // the piece's cells; unused when num_cells == 0 (word = mask)
     uint64_t num_cells;       // cells in the piece's table, 0 for an empty piece
+    const void* cells;        // the same cells, possibly narrower (RunCells): what kernels read
+    unsigned cell_bytes;      // 1, 2 or 4
+    FirstCells first;         // the block's slice of first cells
     uint32_t seed_lo;         // low and high 32 bits of the piece's hash seed
     uint32_t seed_hi;
     PieceGeometry geometry;
@@ -35,29 +40,30 @@ inline uint32_t run_word(const Run& run, uint32_t lo) {
     uint32_t w = key_mask(h, run.cell_mask);
     if (run.num_cells == 0) return w;
     uint32_t cells[4] = {};
-    key_cells(h, run.geometry, run.arity, cells);
+    key_cells(h, first_cell(h, run.first), run.geometry, run.arity, cells);
     for (uint32_t j = 0; j < run.arity; ++j) w ^= run.table[cells[j]];
     return w;
 }
 
-// The cells a kernel reads for a run: the piece's own 4-byte cells, or, when t <= 16 and the run
-// reads at least as many keys as the table has cells, a copy in 2-byte (t <= 16) or 1-byte (t <= 8)
-// cells. A layer decode reads each cell ~20 times, so the copy costs little, and the table it
-// makes is 2-4 times smaller: it stays in L2 where the 4-byte one spills to L3 (or to DRAM on
-// small ARM cores). The copy has 3 bytes of zero padding: a 4-byte load at any cell stays inside.
+// The cells kernels read for a piece: its own 4-byte cells, or, when t <= 16 and the decode
+// reads at least as many keys of the piece as it has cells, a copy in 2-byte (t <= 16) or 1-byte
+// (t <= 8) cells. A layer decode reads each cell ~20 times, so the copy costs little, and the
+// cells it reads are 2-4 times denser in cache. The copy has 3 bytes of zero padding: a 4-byte
+// load at any cell stays inside.
 class RunCells {
 public:
-    explicit RunCells(const Run& run) : data_(run.table), bytes_(4) {
-        if (run.num_cells == 0 || run.cell_mask > 0xFFFF || run.count < run.num_cells) return;
-        unsigned bytes = run.cell_mask <= 0xFF ? 1 : 2;
-        copy_.reset(new (std::nothrow) uint8_t[run.num_cells * bytes + 3]);
-        if (!copy_) return;  // kernels run on worker threads: no exceptions, just the 4-byte cells
+    RunCells(const uint32_t* table, uint64_t num_cells, uint32_t cell_mask, uint64_t keys_read)
+        : data_(table), bytes_(4) {
+        if (num_cells == 0 || cell_mask > 0xFFFF || keys_read < num_cells) return;
+        unsigned bytes = cell_mask <= 0xFF ? 1 : 2;
+        copy_.reset(new (std::nothrow) uint8_t[num_cells * bytes + 3]);
+        if (!copy_) return;  // decoders run on worker threads: no exceptions, just the 4-byte cells
         bytes_ = bytes;
         if (bytes_ == 1)
-            narrow(run, copy_.get());
+            narrow(table, num_cells, copy_.get());
         else
-            narrow(run, reinterpret_cast<uint16_t*>(copy_.get()));
-        std::memset(copy_.get() + run.num_cells * bytes_, 0, 3);
+            narrow(table, num_cells, reinterpret_cast<uint16_t*>(copy_.get()));
+        std::memset(copy_.get() + num_cells * bytes_, 0, 3);
         data_ = copy_.get();
     }
 
@@ -66,8 +72,8 @@ public:
 
 private:
     template <typename Cell>
-    static void narrow(const Run& run, Cell* out) {
-        for (uint64_t c = 0; c < run.num_cells; ++c) out[c] = Cell(run.table[c]);
+    static void narrow(const uint32_t* table, uint64_t num_cells, Cell* out) {
+        for (uint64_t c = 0; c < num_cells; ++c) out[c] = Cell(table[c]);
     }
 
     std::unique_ptr<uint8_t[]> copy_;

@@ -115,7 +115,8 @@ WL_AVX2 void kernel(const Run& run, const void* table, Sink& sink) {
     const __m256i seed_lo = _mm256_set1_epi32(int(run.seed_lo));
     const __m256i y0 = _mm256_set1_epi32(int(run.key_hi ^ run.seed_hi));
     const __m256i cell_mask = _mm256_set1_epi32(int(run.cell_mask));
-    const __m256i first_cells = _mm256_set1_epi32(int(run.geometry.first_cells));
+    const __m256i first_base = _mm256_set1_epi32(int(run.first.base));
+    const __m256i first_width = _mm256_set1_epi32(int(run.first.width));
     const __m256i length = _mm256_set1_epi32(int(run.geometry.segment_length));
     const __m256i length2 = _mm256_set1_epi32(int(2 * run.geometry.segment_length));
     const __m256i length3 = _mm256_set1_epi32(int(3 * run.geometry.segment_length));
@@ -130,7 +131,7 @@ WL_AVX2 void kernel(const Run& run, const void* table, Sink& sink) {
         x = _mm256_xor_si256(x, fmix(y));
         __m256i w = _mm256_and_si256(fmix(_mm256_add_epi32(x, y)), cell_mask);
         if constexpr (Arity != 0) {
-            __m256i h0 = mulhi(x, first_cells);
+            __m256i h0 = _mm256_add_epi32(first_base, mulhi(x, first_width));
             __m256i h1 = _mm256_xor_si256(_mm256_add_epi32(h0, length), _mm256_and_si256(y, offset_mask));
             __m256i h2 = _mm256_xor_si256(_mm256_add_epi32(h0, length2),
                                           _mm256_and_si256(_mm256_srli_epi32(y, 16), offset_mask));
@@ -149,25 +150,17 @@ WL_AVX2 void kernel(const Run& run, const void* table, Sink& sink) {
 }
 
 template <typename Sink>
-WL_AVX2 void with_cells(const Run& run, const RunCells& cells, Sink& sink) {
-    switch (cells.bytes() * 8 + run.arity) {
-        case 8 + 3: return kernel<3, 1>(run, cells.data(), sink);
-        case 8 + 4: return kernel<4, 1>(run, cells.data(), sink);
-        case 16 + 3: return kernel<3, 2>(run, cells.data(), sink);
-        case 16 + 4: return kernel<4, 2>(run, cells.data(), sink);
-        case 32 + 4: return kernel<4, 4>(run, cells.data(), sink);
-        default: return kernel<3, 4>(run, cells.data(), sink);
-    }
-}
-
-template <typename Sink>
 WL_AVX2 void run_kernel(const Run& run, Sink& sink) {
-    if (run.num_cells == 0)
-        kernel<0, 4>(run, nullptr, sink);
-    else if (run.num_cells > (uint64_t(1) << 31))  // gather indices are signed 32-bit
-        scalar_run(run, sink);
-    else
-        with_cells(run, RunCells(run), sink);
+    if (run.num_cells == 0) return kernel<0, 4>(run, nullptr, sink);
+    if (run.num_cells > (uint64_t(1) << 31)) return scalar_run(run, sink);  // gather indices are signed 32-bit
+    switch (run.cell_bytes * 8 + run.arity) {
+        case 8 + 3: return kernel<3, 1>(run, run.cells, sink);
+        case 8 + 4: return kernel<4, 1>(run, run.cells, sink);
+        case 16 + 3: return kernel<3, 2>(run, run.cells, sink);
+        case 16 + 4: return kernel<4, 2>(run, run.cells, sink);
+        case 32 + 4: return kernel<4, 4>(run, run.cells, sink);
+        default: return kernel<3, 4>(run, run.cells, sink);
+    }
 }
 
 template <int Regs>

@@ -38,14 +38,15 @@ struct Block {
 
 template <uint32_t Arity>
 struct Hasher {
-    uint32x4_t seed_lo, y0, cell_mask, length, length2, length3, offset_mask;
-    uint32_t first_cells;
+    uint32x4_t seed_lo, y0, cell_mask, length, length2, length3, offset_mask, first_base;
+    uint32_t first_width;
 
     explicit Hasher(const Run& run)
         : seed_lo(vdupq_n_u32(run.seed_lo)), y0(vdupq_n_u32(run.key_hi ^ run.seed_hi)),
           cell_mask(vdupq_n_u32(run.cell_mask)), length(vdupq_n_u32(run.geometry.segment_length)),
           length2(vdupq_n_u32(2 * run.geometry.segment_length)), length3(vdupq_n_u32(3 * run.geometry.segment_length)),
-          offset_mask(vdupq_n_u32(run.geometry.offset_mask)), first_cells(run.geometry.first_cells) {}
+          offset_mask(vdupq_n_u32(run.geometry.offset_mask)), first_base(vdupq_n_u32(run.first.base)),
+          first_width(run.first.width) {}
 
     // Hashes the kBlock keys whose low halves are lo, lo + 1, ...; returns lo + kBlock.
     uint32x4_t hash(uint32x4_t lo, Block& b) const {
@@ -56,7 +57,7 @@ struct Hasher {
             x = veorq_u32(x, fmix(y));
             vst1q_u32(b.mask + at, vandq_u32(fmix(vaddq_u32(x, y)), cell_mask));
             if constexpr (Arity != 0) {
-                uint32x4_t h0 = mulhi(x, first_cells);
+                uint32x4_t h0 = vaddq_u32(first_base, mulhi(x, first_width));
                 vst1q_u32(b.cell[0] + at, h0);
                 vst1q_u32(b.cell[1] + at, veorq_u32(vaddq_u32(h0, length), vandq_u32(y, offset_mask)));
                 vst1q_u32(b.cell[2] + at, veorq_u32(vaddq_u32(h0, length2), vandq_u32(vshrq_n_u32(y, 16), offset_mask)));
@@ -127,14 +128,13 @@ struct CountSink {
 template <typename Sink>
 void run_kernel(const Run& run, Sink& sink) {
     if (run.num_cells == 0) return kernel<0, uint32_t>(run, nullptr, sink);
-    const RunCells cells(run);
-    switch (cells.bytes() * 8 + run.arity) {
-        case 8 + 3: return kernel<3, uint8_t>(run, cells.data(), sink);
-        case 8 + 4: return kernel<4, uint8_t>(run, cells.data(), sink);
-        case 16 + 3: return kernel<3, uint16_t>(run, cells.data(), sink);
-        case 16 + 4: return kernel<4, uint16_t>(run, cells.data(), sink);
-        case 32 + 4: return kernel<4, uint32_t>(run, cells.data(), sink);
-        default: return kernel<3, uint32_t>(run, cells.data(), sink);
+    switch (run.cell_bytes * 8 + run.arity) {
+        case 8 + 3: return kernel<3, uint8_t>(run, run.cells, sink);
+        case 8 + 4: return kernel<4, uint8_t>(run, run.cells, sink);
+        case 16 + 3: return kernel<3, uint16_t>(run, run.cells, sink);
+        case 16 + 4: return kernel<4, uint16_t>(run, run.cells, sink);
+        case 32 + 4: return kernel<4, uint32_t>(run, run.cells, sink);
+        default: return kernel<3, uint32_t>(run, run.cells, sink);
     }
 }
 

@@ -26,6 +26,9 @@ uint64_t get_le(const uint8_t* p, size_t bytes) {
 
 uint64_t packed_bytes(uint64_t cells, uint32_t bits) { return (cells * bits + 7) / 8; }
 
+// Block starts stored for a piece: the inner ones (the first is 0 and the last S * L).
+uint64_t stored_block_starts(const Piece& p) { return p.num_blocks() > 1 ? p.num_blocks() - 1 : 0; }
+
 [[noreturn]] void malformed(const std::string& why) {
     throw std::invalid_argument("malformed weightless filter: " + why);
 }
@@ -50,7 +53,9 @@ uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc) {
 }
 
 size_t serialized_size(const Filter& f) {
-    return kHeaderSize + kPieceEntrySize * f.pieces.size() + packed_bytes(f.cells.size(), f.cell_bits) +
+    uint64_t starts = 0;
+    for (const Piece& p : f.pieces) starts += stored_block_starts(p);
+    return kHeaderSize + kPieceEntrySize * f.pieces.size() + 4 * starts + packed_bytes(f.cells.size(), f.cell_bits) +
            kChecksumSize;
 }
 
@@ -72,8 +77,12 @@ std::vector<uint8_t> serialize(const Filter& f) {
         put_le(p + 16, piece.num_keys, 4);
         put_le(p + 20, piece.segment_count, 4);
         p[24] = uint8_t(piece.segment_length_log2);
+        p[25] = uint8_t(piece.block_log2);
+        put_le(p + 28, piece.num_blocks(), 4);
         p += kPieceEntrySize;
     }
+    for (const Piece& piece : f.pieces)
+        for (uint64_t b = 1; b <= stored_block_starts(piece); ++b, p += 4) put_le(p, piece.block_starts[b], 4);
     // Cell i occupies bits [i * t, (i + 1) * t) of the stream, least significant bit first.
     uint64_t acc = 0;
     uint32_t held = 0;
@@ -96,8 +105,8 @@ Filter deserialize(const uint8_t* data, size_t size) {
         malformed("truncated: " + std::to_string(size) + " bytes is shorter than the header");
     if (std::memcmp(data, kMagic, 4) != 0) malformed("bad magic (not a weightless filter)");
     uint32_t version = uint32_t(get_le(data + 4, 2));
-    if (version != kFormatVersion)
-        malformed("unsupported format version " + std::to_string(version) + " (this library reads version " +
+    if (version != 1 && version != kFormatVersion)
+        malformed("unsupported format version " + std::to_string(version) + " (this library reads versions 1 to " +
                   std::to_string(kFormatVersion) + ")");
 
     Filter f;
@@ -119,7 +128,8 @@ Filter deserialize(const uint8_t* data, size_t size) {
         malformed("truncated: a directory of " + std::to_string(num_pieces) + " pieces does not fit in " +
                   std::to_string(size) + " bytes");
     f.pieces.resize(num_pieces);
-    uint64_t total_cells = 0, total_keys = 0;
+    uint64_t total_cells = 0, total_keys = 0, total_starts = 0;
+    std::vector<uint32_t> blocks(num_pieces, 0);
     const uint8_t* entry = data + kHeaderSize;
     for (uint64_t i = 0; i < num_pieces; ++i, entry += kPieceEntrySize) {
         Piece& p = f.pieces[i];
@@ -128,8 +138,17 @@ Filter deserialize(const uint8_t* data, size_t size) {
         p.num_keys = uint32_t(get_le(entry + 16, 4));
         p.segment_count = uint32_t(get_le(entry + 20, 4));
         p.segment_length_log2 = entry[24];
-        for (size_t b = 25; b < kPieceEntrySize; ++b)
-            if (entry[b]) malformed("reserved piece bytes are not zero");
+        // Version 1 has no blocks (these bytes were reserved): one block per piece with keys.
+        if (version >= 2) {
+            p.block_log2 = entry[25];
+            blocks[i] = uint32_t(get_le(entry + 28, 4));
+        } else {
+            blocks[i] = p.segment_count ? 1 : 0;
+        }
+        if (entry[26] || entry[27] || (version == 1 && (entry[25] || get_le(entry + 28, 4))))
+            malformed("reserved piece bytes are not zero");
+        if (p.block_log2 > 63) malformed("block length out of range");
+        if ((blocks[i] == 0) != (p.segment_count == 0)) malformed("a piece's block count and table disagree");
         if (i == 0 ? p.first_key != 0 : p.first_key <= f.pieces[i - 1].first_key)
             malformed("piece first keys are not increasing from 0");
         if (p.segment_length_log2 > kMaxSegmentLengthLog2) malformed("segment length out of range");
@@ -140,19 +159,37 @@ Filter deserialize(const uint8_t* data, size_t size) {
         p.cell_offset = total_cells;
         total_cells += cells;
         total_keys += p.num_keys;
-        if (packed_bytes(total_cells, f.cell_bits) > size)
-            malformed("truncated: the cell table does not fit in " + std::to_string(size) + " bytes");
+        total_starts += blocks[i] > 1 ? blocks[i] - 1 : 0;
+        if (4 * total_starts + packed_bytes(total_cells, f.cell_bits) > size)
+            malformed("truncated: the block starts and cells do not fit in " + std::to_string(size) + " bytes");
     }
     if (total_keys != f.num_keys) malformed("piece key counts do not add up to the header's");
-    size_t expected = kHeaderSize + kPieceEntrySize * num_pieces + packed_bytes(total_cells, f.cell_bits) + kChecksumSize;
+    size_t expected = kHeaderSize + kPieceEntrySize * num_pieces + 4 * total_starts +
+                      packed_bytes(total_cells, f.cell_bits) + kChecksumSize;
     if (size != expected)
         malformed(std::string(size < expected ? "truncated" : "trailing bytes") + ": " + std::to_string(size) +
                   " bytes, the header describes " + std::to_string(expected));
     if (crc32(data, size - kChecksumSize) != uint32_t(get_le(data + size - kChecksumSize, 4)))
         malformed("checksum mismatch (the data is corrupted)");
 
+    const uint8_t* starts = data + kHeaderSize + kPieceEntrySize * num_pieces;
+    for (uint64_t i = 0; i < num_pieces; ++i) {
+        Piece& p = f.pieces[i];
+        if (blocks[i] == 0) continue;
+        const uint32_t first_cells = p.segment_count << p.segment_length_log2;  // < 2^32: checked above
+        p.block_starts.resize(size_t(blocks[i]) + 1);
+        p.block_starts[0] = 0;
+        for (uint32_t b = 1; b < blocks[i]; ++b, starts += 4) p.block_starts[b] = uint32_t(get_le(starts, 4));
+        p.block_starts[blocks[i]] = first_cells;
+        // Every block's slice lies inside the first cells and starts below their end, so every
+        // first cell a key can get (decode.h: base + mulhi(x, width)) is below S * L.
+        for (uint32_t b = 1; b < blocks[i]; ++b)
+            if (p.block_starts[b] < p.block_starts[b - 1]) malformed("block starts are not increasing");
+        if (p.block_starts[blocks[i] - 1] >= first_cells) malformed("the last block starts past the first cells");
+    }
+
     f.cells.resize(total_cells);
-    const uint8_t* bits = data + kHeaderSize + kPieceEntrySize * num_pieces;
+    const uint8_t* bits = starts;
     const uint64_t cell_mask = (uint64_t(1) << f.cell_bits) - 1;
     uint64_t acc = 0;
     uint32_t held = 0;

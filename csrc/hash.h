@@ -61,23 +61,53 @@ inline PieceGeometry piece_geometry(const Piece& piece) {
     return {piece.segment_count * length, length, length - 1};
 }
 
+inline uint32_t mulhi32(uint32_t a, uint32_t b) { return uint32_t((uint64_t(a) * b) >> 32); }
+
+// The block of a key of a piece with keys (num_blocks() >= 1).
+inline uint32_t block_of(const Piece& piece, uint64_t key) {
+    uint64_t b = (key - piece.first_key) >> piece.block_log2;
+    return uint32_t(b < piece.num_blocks() ? b : piece.num_blocks() - 1);
+}
+
+// The first cells block b's keys may take: [base, base + width). width may be 0 for an empty
+// block (its keys are all absent), and then base < S * L still holds.
+struct FirstCells {
+    uint32_t base;
+    uint32_t width;
+};
+
+inline FirstCells first_cells_of_block(const Piece& piece, uint32_t block) {
+    return {piece.block_starts[block], piece.block_starts[block + 1] - piece.block_starts[block]};
+}
+
+// The key's first cell h0, uniform over its block's slice of the first cells.
+inline uint32_t first_cell(const KeyHash& h, FirstCells range) { return range.base + mulhi32(h.x, range.width); }
+
+// The offset XORed into the key's cell j >= 1 inside segment h0 / L + j.
+inline uint32_t cell_offset(const KeyHash& h, const PieceGeometry& g, uint32_t j) {
+    return (j == 1 ? h.y : j == 2 ? h.y >> 16 : h.x) & g.offset_mask;
+}
+
 // The key's cells, one in each of `Arity` consecutive segments. Cell j lies in segment
 // (h0 / L) + j; XOR with an offset < L keeps it inside that aligned segment.
 template <uint32_t Arity>
-inline void key_cells(const KeyHash& h, const PieceGeometry& g, uint32_t cells[Arity]) {
+inline void key_cells(const KeyHash& h, uint32_t h0, const PieceGeometry& g, uint32_t cells[Arity]) {
     static_assert(Arity == 3 || Arity == 4, "arity is 3 or 4");
-    uint32_t h0 = uint32_t((uint64_t(h.x) * g.first_cells) >> 32);
     cells[0] = h0;
-    cells[1] = (h0 + g.segment_length) ^ (h.y & g.offset_mask);
-    cells[2] = (h0 + 2 * g.segment_length) ^ ((h.y >> 16) & g.offset_mask);
-    if constexpr (Arity == 4) cells[3] = (h0 + 3 * g.segment_length) ^ (h.x & g.offset_mask);
+    for (uint32_t j = 1; j < Arity; ++j) cells[j] = (h0 + j * g.segment_length) ^ cell_offset(h, g, j);
 }
 
-inline void key_cells(const KeyHash& h, const PieceGeometry& g, uint32_t arity, uint32_t cells[4]) {
+inline void key_cells(const KeyHash& h, uint32_t h0, const PieceGeometry& g, uint32_t arity, uint32_t cells[4]) {
     if (arity == 4)
-        key_cells<4>(h, g, cells);
+        key_cells<4>(h, h0, g, cells);
     else
-        key_cells<3>(h, g, cells);
+        key_cells<3>(h, h0, g, cells);
+}
+
+// Inverse of key_cells: h0 from the key's cell j (construction knows a peeled key's hash and
+// the cell it was peeled from, not the key, so not its block).
+inline uint32_t first_cell_from(const KeyHash& h, const PieceGeometry& g, uint32_t cell, uint32_t j) {
+    return j == 0 ? cell : (cell ^ cell_offset(h, g, j)) - j * g.segment_length;
 }
 
 inline uint32_t low_bits_mask(uint32_t bits) {

@@ -20,23 +20,23 @@ size_t find_piece(const Filter& f, uint64_t key) {
 }
 
 struct PieceReader {
+    const Piece& piece;
     const uint32_t* table;
-    uint64_t hash_seed;
     PieceGeometry geometry;
     uint32_t arity;
     uint32_t cell_mask;
     bool empty;
 
     PieceReader(const Filter& f, const Piece& p)
-        : table(f.cells.data() + p.cell_offset), hash_seed(p.hash_seed), geometry(piece_geometry(p)),
-          arity(f.arity), cell_mask(low_bits_mask(f.cell_bits)), empty(p.segment_count == 0) {}
+        : piece(p), table(f.cells.data() + p.cell_offset), geometry(piece_geometry(p)), arity(f.arity),
+          cell_mask(low_bits_mask(f.cell_bits)), empty(p.segment_count == 0) {}
 
     uint32_t word(uint64_t key) const {
-        KeyHash h = hash_key(key, hash_seed);
+        KeyHash h = hash_key(key, piece.hash_seed);
         uint32_t w = key_mask(h, cell_mask);
         if (empty) return w;  // a piece without keys has no cells: XOR over none is 0
         uint32_t cells[4];
-        key_cells(h, geometry, arity, cells);
+        key_cells(h, first_cell(h, first_cells_of_block(piece, block_of(piece, key))), geometry, arity, cells);
         for (uint32_t j = 0; j < arity; ++j) w ^= table[cells[j]];
         return w;
     }
@@ -46,8 +46,7 @@ inline int32_t value_of(uint32_t word, uint32_t value_bits) {
     return (word >> value_bits) == 0 ? int32_t(word) : -1;
 }
 
-// Calls visit(word) for the keys begin, begin + 1, ..., end - 1 in order. The keys of one piece
-// are a contiguous range, so one piece's table is in use at a time and stays in cache.
+// Calls visit(word) for the keys begin, begin + 1, ..., end - 1 in order.
 template <typename Visit>
 void for_each_word(const Filter& f, uint64_t begin, uint64_t end, Visit&& visit) {
     if (begin >= end) return;
@@ -60,8 +59,9 @@ void for_each_word(const Filter& f, uint64_t begin, uint64_t end, Visit&& visit)
 }
 
 // Calls run_fn(run, offset) for runs covering the keys begin, ..., end - 1 in order, where offset
-// is the run's first key minus begin. A run lies inside one piece and does not cross a multiple
-// of 2^32, so a kernel sees constant high 32 bits of the key.
+// is the run's first key minus begin. A run lies inside one block of one piece and does not
+// cross a multiple of 2^32, so a kernel sees constant high 32 bits of the key and one slice of
+// first cells.
 template <typename RunFn>
 void for_each_run(const Filter& f, uint64_t begin, uint64_t end, RunFn&& run_fn) {
     if (begin >= end) return;
@@ -77,9 +77,20 @@ void for_each_run(const Filter& f, uint64_t begin, uint64_t end, RunFn&& run_fn)
         run.geometry = piece_geometry(piece);
         run.arity = f.arity;
         run.cell_mask = low_bits_mask(f.cell_bits);
+        run.first = {0, 0};
+        const detail::RunCells cells(run.table, run.num_cells, run.cell_mask, stop - begin);
+        run.cells = cells.data();
+        run.cell_bytes = cells.bytes();
         while (begin < stop) {
+            uint64_t e = stop;
+            if (run.num_cells != 0) {
+                uint32_t block = block_of(piece, begin);
+                run.first = first_cells_of_block(piece, block);
+                if (block + 1 < piece.num_blocks())  // the block's last key, then the next block
+                    e = std::min(e, piece.first_key + ((uint64_t(block) + 1) << piece.block_log2));
+            }
             uint64_t last_same_high = begin | 0xFFFFFFFFull;  // the last key whose high 32 bits are begin's
-            uint64_t e = stop - 1 <= last_same_high ? stop : last_same_high + 1;
+            if (e - 1 > last_same_high) e = last_same_high + 1;
             run.key_hi = uint32_t(begin >> 32);
             run.key_lo = uint32_t(begin);
             run.count = e - begin;

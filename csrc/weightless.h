@@ -10,10 +10,14 @@
 // (a false positive, probability 2^(r - t)).
 //
 // The key space is split into pieces: contiguous key ranges holding about the same number of
-// keys, each with its own small table and hash seed. Pieces are built and decoded independently
-// and a piece's table stays in cache while a contiguous range of positions is decoded. Inside a
-// piece the table is a spatially coupled "binary fuse" layout (Graf & Lemire 2022): the key's
-// cells lie in `arity` consecutive segments, which lets peeling succeed at ~1.125 cells per key.
+// keys, each with its own table and hash seed, built independently. Inside a piece the table is
+// a spatially coupled "binary fuse" layout (Graf & Lemire 2022): the key's cells lie in `arity`
+// consecutive segments, which lets peeling succeed at ~1.125 cells per key. The first segment
+// is not hashed at random over the whole table, as in a binary fuse filter, but within a slice
+// that follows the key's rank: the piece's key range is cut into blocks, and block b's keys
+// start in the b-th slice of the table, sized by the block's key count. So a decoder that walks
+// the positions of a layer in order walks the table forward with a working set of a few
+// segments, in cache however large the piece (docs/DECODE.md has the measurements).
 //
 // The serialized form is specified bit-exactly in docs/FORMAT.md.
 //
@@ -28,7 +32,7 @@
 
 namespace wl {
 
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;  // version 1 files are still read (no blocks)
 constexpr uint32_t kMaxValueBits = 16;
 constexpr uint32_t kMaxCellBits = 32;
 constexpr uint32_t kMaxSegmentLengthLog2 = 16;  // offsets inside a segment come from 16-bit hash fields
@@ -39,11 +43,14 @@ struct BuildOptions {
     uint32_t arity = 3;        // cells per key: 3 or 4
     uint64_t seed = 0;         // the whole build is a deterministic function of keys, values, options
     uint64_t piece_keys = 0;   // target keys per piece; 0 = the measured default (kDefaultPieceKeys)
+    uint64_t block_keys = 0;   // target keys per block; 0 = the measured default (kDefaultBlockKeys)
     unsigned threads = 1;      // pieces are built concurrently; output is identical for any count
 };
 
-// Measured trade-off between cache residency when decoding and the space factor (README, docs/).
+// Pieces bound the work of one construction attempt and let pieces build on separate threads;
+// blocks keep the decoder's working set small. Both measured in docs/DECODE.md.
 constexpr uint64_t kDefaultPieceKeys = uint64_t(1) << 20;
+constexpr uint64_t kDefaultBlockKeys = uint64_t(1) << 13;
 
 struct Piece {
     uint64_t first_key = 0;          // the piece holds keys in [first_key, next piece's first_key)
@@ -52,8 +59,14 @@ struct Piece {
     uint32_t segment_count = 0;      // S: segments in which a key's first cell may lie
     uint32_t segment_length_log2 = 0;// L = 2^this; the table has (S + arity - 1) * L cells
     uint64_t cell_offset = 0;        // index of the piece's first cell in Filter::cells
+    // Key K lies in block min((K - first_key) >> block_log2, B - 1); block b's keys have their
+    // first cell in [block_starts[b], block_starts[b + 1]). B + 1 entries: 0, ..., S * L, with
+    // block_starts[B - 1] < S * L. Empty for a piece without keys.
+    uint32_t block_log2 = 63;
+    std::vector<uint32_t> block_starts;
 
     uint32_t segment_length() const { return uint32_t(1) << segment_length_log2; }
+    uint32_t num_blocks() const { return block_starts.empty() ? 0 : uint32_t(block_starts.size() - 1); }
 };
 
 struct Filter {

@@ -95,8 +95,10 @@ def test_space_at_one_million_keys(cell_bits):
     f = BloomierFilter(keys, make_values(n, 4), value_bits=4, cell_bits=cell_bits)
     factor = f.nbytes * 8 / (n * cell_bits)
     assert factor <= 1.13, factor
-    # Cells are bit-packed at exactly cell_bits: the file is the cells plus a small header.
-    assert f.nbytes - math.ceil(f.num_cells * cell_bits / 8) < 100 + 32 * f.num_pieces
+    # Cells are bit-packed at exactly cell_bits: the file is the cells plus a small header, a
+    # directory entry per piece and 4 bytes per block (well under 0.1% of the file).
+    assert f.nbytes - math.ceil(f.num_cells * cell_bits / 8) < 100 + 32 * f.num_pieces + 4 * f.num_blocks
+    assert 4 * f.num_blocks < 0.001 * f.nbytes
 
 
 def test_four_wise_is_smaller():
@@ -158,11 +160,12 @@ def test_header_is_what_format_md_says():
     f = BloomierFilter(np.array([1, 2, 3], dtype=np.uint64), np.array([0, 1, 2]), value_bits=2, cell_bits=5, seed=9)
     data = f.to_bytes()
     assert data[:4] == b"WLBF"
-    assert int.from_bytes(data[4:6], "little") == weightless.FORMAT_VERSION == 1
+    assert int.from_bytes(data[4:6], "little") == weightless.FORMAT_VERSION == 2
     assert (data[6], data[7], data[8]) == (3, 2, 5)
     assert int.from_bytes(data[12:16], "little") == f.num_pieces == 1
     assert int.from_bytes(data[16:24], "little") == 3
     assert int.from_bytes(data[24:32], "little") == 9
+    assert data[32 + 25] == 63 and int.from_bytes(data[32 + 28 : 32 + 32], "little") == f.num_blocks == 1
     import zlib
 
     assert int.from_bytes(data[-4:], "little") == zlib.crc32(data[:-4])

@@ -5,6 +5,7 @@ import numpy.typing as npt
 
 FORMAT_VERSION: int
 DEFAULT_PIECE_KEYS: int
+DEFAULT_BLOCK_KEYS: int
 
 class Filter:
     @staticmethod
@@ -16,6 +17,7 @@ class Filter:
         seed: int,
         arity: int,
         piece_keys: int,
+        block_keys: int,
         threads: int,
     ) -> Filter: ...
     def query_raw(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint32]: ...
@@ -32,6 +34,8 @@ class Filter:
     def num_cells(self) -> int: ...
     @property
     def num_pieces(self) -> int: ...
+    @property
+    def num_blocks(self) -> int: ...
     @property
     def num_keys(self) -> int: ...
     @property

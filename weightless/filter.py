@@ -53,7 +53,10 @@ class BloomierFilter:
     cell_bits : int, value_bits..32
     seed : int, the build is a deterministic function of keys, values, options and seed
     arity : 3 (default) or 4 cells per key; 4 takes ~5% less space and reads one more cell
-    piece_keys : keys per independently built and decoded piece (default: the measured default)
+    piece_keys : keys per independently built piece (default: the measured default)
+    block_keys : keys per block, the stretch of keys whose cells share one slice of the table, so
+        that decoding consecutive keys reads a small, cache-resident part of it (default: the
+        measured default; at least 64)
     threads : threads for construction (default: all cores); the result does not depend on it
 
     Bad input raises ValueError (TypeError for non-integer arrays) naming the problem.
@@ -71,6 +74,7 @@ class BloomierFilter:
         seed: int = 0,
         arity: int = 3,
         piece_keys: Optional[int] = None,
+        block_keys: Optional[int] = None,
         threads: Optional[int] = None,
     ) -> None:
         value_bits = _as_index("value_bits", value_bits)
@@ -85,6 +89,12 @@ class BloomierFilter:
         piece_keys = 0 if piece_keys is None else _as_index("piece_keys", piece_keys)
         if piece_keys < 0:
             raise ValueError(f"piece_keys must be positive, got {piece_keys}")
+        if block_keys is None:
+            block_keys = 0  # the core's default
+        else:
+            block_keys = _as_index("block_keys", block_keys)
+            if block_keys < 64:
+                raise ValueError(f"block_keys must be at least 64, got {block_keys}")
         threads = (os.cpu_count() or 1) if threads is None else _as_index("threads", threads)
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
@@ -93,7 +103,7 @@ class BloomierFilter:
         if len(keys) != len(values):
             raise ValueError(f"keys and values differ in length: {len(keys)} vs {len(values)}")
         self._filter = _core.Filter.build(
-            keys, values, value_bits, cell_bits, seed, _as_index("arity", arity), piece_keys, threads
+            keys, values, value_bits, cell_bits, seed, _as_index("arity", arity), piece_keys, block_keys, threads
         )
 
     @classmethod
@@ -138,6 +148,10 @@ class BloomierFilter:
     @property
     def num_pieces(self) -> int:
         return self._filter.num_pieces
+
+    @property
+    def num_blocks(self) -> int:
+        return self._filter.num_blocks
 
     @property
     def cell_bits(self) -> int:

@@ -1,4 +1,4 @@
-// Decode speed: wl_bench_decode [rows] [cols] [density] [cell_bits] [clusters] [piece_keys] [arity] [reps]
+// Decode speed: wl_bench_decode [rows] [cols] [density] [cell_bits] [clusters] [piece_keys] [arity] [reps] [block_keys]
 // Builds a layer whose positions are kept with probability `density` (defaults: VGG-16 FC-6,
 // 25088 x 4096 at 4%, t = 12, 32 clusters), then times decode_weights on every supported ISA
 // with 1 and 2 threads: into a fresh buffer (page faults included, as a Python caller pays; like
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
     uint64_t piece_keys = argc > 6 ? std::strtoull(argv[6], nullptr, 10) : 0;
     uint32_t arity = argc > 7 ? uint32_t(std::atoi(argv[7])) : 3;
     int reps = argc > 8 ? std::atoi(argv[8]) : 5;
+    uint64_t block_keys = argc > 9 ? std::strtoull(argv[9], nullptr, 10) : 0;
     const uint64_t n = rows * cols;
 
     std::mt19937_64 rng(1);
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
     o.cell_bits = cell_bits;
     o.arity = arity;
     o.piece_keys = piece_keys;
+    o.block_keys = block_keys;
     o.threads = 2;
     auto t0 = std::chrono::steady_clock::now();
     wl::Filter f = wl::build_filter(keys.data(), values.data(), keys.size(), o);

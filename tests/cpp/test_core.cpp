@@ -234,6 +234,55 @@ void test_malformed_bytes() {
           "trailing bytes rejected");
 }
 
+// Blocks: many per piece, round trip, and the version 1 form of a filter with one block per piece.
+void test_blocks_and_version_1() {
+    Data d = random_data(20000, 4, 99, true);
+    wl::BuildOptions o;
+    o.value_bits = 4;
+    o.cell_bits = 9;
+    o.piece_keys = 8000;
+    o.block_keys = 100;
+    wl::Filter f = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
+    check(f.pieces.size() > 1 && f.pieces[0].num_blocks() > 20, "several pieces of many blocks");
+    check(all_read_back(f, d), "stored keys read back with many blocks");
+    std::vector<uint8_t> bytes = wl::serialize(f);
+    wl::Filter g = wl::deserialize(bytes.data(), bytes.size());
+    check(g.pieces[0].block_starts == f.pieces[0].block_starts && wl::serialize(g) == bytes, "blocks round-trip");
+    check(throws<std::invalid_argument>([] { wl::BuildOptions bad; bad.block_keys = 63; uint64_t k = 1; uint32_t v = 0;
+                                             wl::build_filter(&k, &v, 1, bad); }),
+          "block_keys below 64 rejected");
+
+    // A crafted directory whose second block starts after the third must be refused even with a
+    // valid checksum: a slice past S * L would read outside the table.
+    auto with_crc = [](std::vector<uint8_t> b) {
+        uint32_t c = wl::crc32(b.data(), b.size() - 4);
+        for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = uint8_t(c >> (8 * i));
+        return b;
+    };
+    const size_t starts_at = 32 + 32 * f.pieces.size();  // piece 0's inner starts come first
+    auto swapped = bytes;
+    std::swap_ranges(swapped.begin() + starts_at, swapped.begin() + starts_at + 4, swapped.begin() + starts_at + 4);
+    check(throws<std::invalid_argument>([&] { auto b = with_crc(swapped); wl::deserialize(b.data(), b.size()); }),
+          "decreasing block starts rejected");
+    auto past = bytes;
+    for (int i = 0; i < 4; ++i) past[starts_at + 4 * (f.pieces[0].num_blocks() - 2) + i] = 0xFF;
+    check(throws<std::invalid_argument>([&] { auto b = with_crc(past); wl::deserialize(b.data(), b.size()); }),
+          "a block starting past the first cells rejected");
+
+    // Version 1: the same filter with one block per piece, written without block fields.
+    o.block_keys = 1u << 20;
+    wl::Filter one = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
+    std::vector<uint8_t> v1 = wl::serialize(one);
+    check(one.pieces[0].num_blocks() == 1 && v1.size() == wl::serialized_size(one), "one block per piece");
+    v1[4] = 1;
+    for (size_t p = 0; p < one.pieces.size(); ++p)
+        for (size_t b = 25; b < 32; ++b) v1[32 + 32 * p + b] = 0;
+    v1 = with_crc(v1);
+    wl::Filter old = wl::deserialize(v1.data(), v1.size());
+    check(all_read_back(old, d) && old.cells == one.cells, "a version 1 filter reads back");
+    check(wl::serialize(old) == wl::serialize(one), "a version 1 filter re-serializes as the current version");
+}
+
 void test_crc32() {
     const char* s = "123456789";
     check(wl::crc32(reinterpret_cast<const uint8_t*>(s), 9) == 0xCBF43926u, "CRC-32 check value");
@@ -244,6 +293,7 @@ void test_crc32() {
 int main() {
     return wl_test::run_tests([] {
         test_crc32();
+        test_blocks_and_version_1();
         test_round_trip();
         test_decode_range_matches_queries();
         test_deterministic_and_threads();

@@ -50,7 +50,7 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
 
 // Keys in [base, base + span): each kept with probability `density`.
 wl::Filter build(uint64_t base, uint64_t span, double density, uint32_t r, uint32_t t, uint32_t arity,
-                 uint64_t piece_keys, uint64_t seed) {
+                 uint64_t piece_keys, uint64_t seed, uint64_t block_keys = 0) {
     std::mt19937_64 rng(seed);
     std::vector<uint64_t> keys;
     std::vector<uint32_t> values;
@@ -64,6 +64,7 @@ wl::Filter build(uint64_t base, uint64_t span, double density, uint32_t r, uint3
     o.cell_bits = t;
     o.arity = arity;
     o.piece_keys = piece_keys;
+    o.block_keys = block_keys;
     o.seed = seed;
     return wl::build_filter(keys.data(), values.data(), keys.size(), o);
 }
@@ -143,7 +144,7 @@ void check_range(const wl::Filter& f, uint64_t begin, uint64_t n, const std::vec
 
 const uint64_t kLengths[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 101, 997};
 
-// Every length, from starts at 0, odd offsets, and around the pieces' boundaries.
+// Every length, from starts at 0, odd offsets, and around the pieces' and blocks' boundaries.
 void check_many_ranges(const wl::Filter& f, uint64_t span, const std::vector<uint32_t>& book_sizes,
                        const std::string& tag) {
     std::vector<uint64_t> starts = {0, 1, 3, 13, 1001, span / 2 + 1};
@@ -151,6 +152,8 @@ void check_many_ranges(const wl::Filter& f, uint64_t span, const std::vector<uin
         starts.push_back(f.pieces[p].first_key - 5);  // crosses a boundary
         starts.push_back(f.pieces[p].first_key + 7);  // inside a piece
     }
+    for (size_t p = 0; p < f.pieces.size() && p < 2; ++p)  // crosses a block boundary
+        if (f.pieces[p].num_blocks() > 2) starts.push_back(f.pieces[p].first_key + (uint64_t(1) << f.pieces[p].block_log2) - 3);
     for (uint64_t b : starts)
         for (uint64_t n : kLengths) check_range(f, b, n, book_sizes, tag);
     check_range(f, 0, span, book_sizes, tag);   // the whole layer
@@ -165,13 +168,54 @@ void test_shapes() {
                           {16, 32, 3}, {16, 32, 4}, {3, 32, 3}, {16, 16, 4}};
     for (const Case& c : cases) {
         const uint64_t span = 300007;  // ~300k positions, 15k keys, several pieces
-        wl::Filter f = build(0, span, 0.05, c.r, c.t, c.arity, 4096, c.r * 100 + c.t + c.arity);
-        std::string tag = "r=" + std::to_string(c.r) + " t=" + std::to_string(c.t) + " arity=" + std::to_string(c.arity);
+        // Blocks of ~4096 keys (one per piece) or of ~256 (many per piece; runs stop at each).
+        const uint64_t block_keys = c.arity == 3 && c.t != 32 ? 256 : 0;
+        wl::Filter f = build(0, span, 0.05, c.r, c.t, c.arity, 4096, c.r * 100 + c.t + c.arity, block_keys);
+        std::string tag = "r=" + std::to_string(c.r) + " t=" + std::to_string(c.t) + " arity=" + std::to_string(c.arity) +
+                          " block_keys=" + std::to_string(block_keys);
         check(f.pieces.size() >= 3, "several pieces, " + tag);
+        check(block_keys ? f.pieces[1].num_blocks() > 4 : f.pieces[1].num_blocks() == 1, "blocks per piece, " + tag);
         uint32_t full = 1u << c.r;
         std::vector<uint32_t> sizes = {full, full > 2 ? full - 3 : 1};  // codebook = 2^r, and smaller
         if (c.r == 5) sizes = {32, 11, 1, 0, 70000};                   // also empty and larger than 2^r
         check_many_ranges(f, span, sizes, tag);
+    }
+}
+
+// A layer whose kept positions come in dense stretches between whole empty rows: many blocks
+// are empty (no first cells) or hold a stretch's edge.
+void test_empty_blocks() {
+    for (uint32_t arity : {3u, 4u}) {
+        std::mt19937_64 rng(arity);
+        std::vector<uint64_t> keys;
+        std::vector<uint32_t> values;
+        const uint64_t rows = 400, cols = 500;
+        for (uint64_t row = 0; row < rows; ++row) {
+            if (row % 7 < 3 || (row > 100 && row < 180)) continue;  // empty rows
+            for (uint64_t col = 0; col < cols; ++col)
+                if (rng() % 100 < (row % 2 ? 2 : 20)) {
+                    keys.push_back(row * cols + col);
+                    values.push_back(uint32_t(rng() % 16));
+                }
+        }
+        wl::BuildOptions o;
+        o.value_bits = 4;
+        o.cell_bits = 10;
+        o.arity = arity;
+        o.block_keys = 64;
+        wl::Filter f = wl::build_filter(keys.data(), values.data(), keys.size(), o);
+        const wl::Piece& p = f.pieces[0];
+        size_t empty = 0;
+        for (uint32_t b = 0; b < p.num_blocks(); ++b) empty += p.block_starts[b] == p.block_starts[b + 1];
+        std::string tag = "empty rows arity=" + std::to_string(arity);
+        check(f.pieces.size() == 1 && p.num_blocks() > 60 && empty > 5,
+              tag + ": many blocks (" + std::to_string(p.num_blocks()) + "), some empty (" + std::to_string(empty) + ")");
+        std::vector<int32_t> got(keys.size());
+        wl::query_values(f, keys.data(), keys.size(), got.data());
+        bool exact = true;
+        for (size_t i = 0; i < keys.size(); ++i) exact &= got[i] == int32_t(values[i]);
+        check(exact, tag + ": every kept position reads back");
+        check_many_ranges(f, rows * cols, {16, 9}, tag);
     }
 }
 
@@ -293,6 +337,7 @@ int main() {
         test_active_isa();
         test_bad_isa();
         test_shapes();
+        test_empty_blocks();
         test_empty_pieces();
         test_high_keys();
     });

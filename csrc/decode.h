@@ -93,7 +93,8 @@ struct Kernels {
 };
 
 // Kernels compiled into this build for the named ISA, or nullptr. They may still need a CPU check.
-const Kernels* avx2_kernels();  // decode_avx2.cpp: x86-64 only
+const Kernels* avx2_kernels();    // decode_avx2.cpp: x86-64 only
+const Kernels* avx512_kernels();  // decode_avx512.cpp: x86-64 only
 const Kernels* neon_kernels();  // decode_neon.cpp: AArch64 only
 
 // The kernels the decoders use now: WEIGHTLESS_ISA if set (read on every call), else the best

@@ -16,13 +16,15 @@ struct Isa {
     const detail::Kernels* kernels;  // nullptr: the scalar reference
 };
 
-const char* const kKnownIsas[] = {"scalar", "avx2", "neon"};
+const char* const kKnownIsas[] = {"scalar", "avx2", "avx512", "neon"};
 
-bool cpu_has_avx2() {
+// Also checks that the OS saves the YMM (ZMM) registers.
+bool cpu_supports(const char* feature) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");  // also checks that the OS saves the YMM registers
+    return std::string(feature) == "avx2" ? __builtin_cpu_supports("avx2") : __builtin_cpu_supports("avx512f");
 #else
+    (void)feature;
     return false;
 #endif
 }
@@ -32,7 +34,9 @@ const std::vector<Isa>& usable() {
     static const std::vector<Isa> isas = [] {
         std::vector<Isa> v{{"scalar", nullptr}};
         if (const detail::Kernels* k = detail::avx2_kernels())
-            if (cpu_has_avx2()) v.push_back({"avx2", k});
+            if (cpu_supports("avx2")) v.push_back({"avx2", k});
+        if (const detail::Kernels* k = detail::avx512_kernels())
+            if (cpu_supports("avx512f")) v.push_back({"avx512", k});
         if (const detail::Kernels* k = detail::neon_kernels()) v.push_back({"neon", k});  // baseline on AArch64
         return v;
     }();

@@ -107,10 +107,10 @@ uint64_t count_decoded(const Filter& filter, uint64_t begin, uint64_t end, uint3
                        unsigned threads = 1);
 
 // The decoders above (decode_range, decode_weights, count_decoded) have a scalar reference
-// implementation and SIMD kernels (AVX2 on x86-64, chosen at run time; NEON on AArch64). Every
-// kernel is byte-identical to the scalar reference; they differ in speed only.
+// implementation and SIMD kernels (AVX2 and AVX-512F on x86-64, chosen at run time; NEON on
+// AArch64). Every kernel is byte-identical to the scalar reference; they differ in speed only.
 //
-// The environment variable WEIGHTLESS_ISA = scalar | avx2 | neon forces one; it is read on every
+// The environment variable WEIGHTLESS_ISA = scalar | avx2 | avx512 | neon forces one; it is read on every
 // decode call. An unknown name, or one this build or CPU cannot run, makes the decode call (and
 // active_isa) throw std::invalid_argument.
 

@@ -17,18 +17,18 @@ def _layer(shape, seed):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def _cpu_has_avx2() -> bool:
+def _cpu_flags() -> set:
     try:
         with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " avx2" in line for line in f)
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
     except OSError:
-        return False
+        return set()
 
 
 def test_supported_isas():
     isas = _core.supported_isas()
     assert isas[0] == "scalar"
-    assert set(isas) <= {"scalar", "avx2", "neon"}
+    assert set(isas) <= {"scalar", "avx2", "avx512", "neon"}
     assert len(set(isas)) == len(isas)
 
 
@@ -37,7 +37,8 @@ def test_expected_isa_is_active(monkeypatch):
     monkeypatch.delenv("WEIGHTLESS_ISA", raising=False)
     machine = platform.machine().lower()
     if machine in ("x86_64", "amd64"):
-        expected = "avx2" if _cpu_has_avx2() else "scalar"
+        flags = _cpu_flags()
+        expected = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "scalar"
     elif machine in ("aarch64", "arm64"):
         expected = "neon"
     else:
@@ -81,7 +82,7 @@ def test_large_layer_two_threads(monkeypatch):
         assert layer.decode(threads=threads).tobytes() == reference.tobytes()
 
 
-@pytest.mark.parametrize("bad", ["bogus", "avx512", "neon" if platform.machine().lower() in ("x86_64", "amd64") else "avx2"])
+@pytest.mark.parametrize("bad", ["bogus", "sse4", "neon" if platform.machine().lower() in ("x86_64", "amd64") else "avx2"])
 def test_bad_isa_raises_value_error(monkeypatch, bad):
     layer = encode_layer(_layer((50, 40), seed=1), sparsity=0.8, clusters=4)
     monkeypatch.setenv("WEIGHTLESS_ISA", bad)

@@ -214,6 +214,7 @@ def test_absurd_sizes_are_refused_before_allocating():
         (dict(keys=[[1, 2, 3]], values=[0, 1, 2]), "1-D"),
         (dict(keys=[1, 2, 3], values=[0, 1, 2], arity=5), "arity must be 3 or 4"),
         (dict(keys=[1, 2, 3], values=[0, 1, 2], threads=0), "threads must be at least 1"),
+        (dict(keys=[1, 2, 3], values=[0, 1, 2], block_keys=63), "block_keys must be at least 64"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, match):
@@ -222,6 +223,25 @@ def test_bad_input_raises_value_error(kwargs, match):
     keys, values = options.pop("keys"), options.pop("values")
     with pytest.raises(ValueError, match=match):
         BloomierFilter(np.array(keys), np.array(values), **options)
+
+
+def test_blocks_change_the_layout_not_the_answers():
+    # Positions of a layer with empty stretches: one block per piece, or blocks of ~64 keys.
+    rng = np.random.default_rng(5)
+    keys = np.flatnonzero((rng.random(400_000) < 0.05) & (np.arange(400_000) // 20_000 % 3 != 1)).astype(np.uint64)
+    values = make_values(len(keys), 4)
+    one = BloomierFilter(keys, values, value_bits=4, cell_bits=9, block_keys=2**20)
+    many = BloomierFilter(keys, values, value_bits=4, cell_bits=9, block_keys=64)
+    assert one.num_blocks == 1 and many.num_blocks > 100
+    assert np.array_equal(many.lookup(keys), values) and np.array_equal(one.lookup(keys), values)
+    # Same space (4 bytes per block aside), and the absent positions read false positives at
+    # the same rate, 2^(r - t) = 1/32.
+    assert abs((many.nbytes - 4 * many.num_blocks) - one.nbytes) < 0.01 * one.nbytes
+    absent = np.setdiff1d(np.arange(400_000, dtype=np.uint64), keys)
+    p, m = 2.0**-5, len(absent)
+    for f in (one, many):
+        fp = np.count_nonzero(f.lookup(absent) >= 0)
+        assert abs(fp - m * p) <= 6 * math.sqrt(m * p * (1 - p)), fp
 
 
 def test_duplicates_far_apart_in_a_large_unsorted_input():

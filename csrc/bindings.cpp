@@ -79,6 +79,20 @@ PYBIND11_MODULE(_core, m) {
                  wl::decode_weights(f, 0, size, book, book_size, dst, threads);
                  return out;
              })
+        // Into the caller's array (filter.py checks dtype, contiguity and size): a model loaded
+        // again and again reuses its buffers and skips the page faults of a fresh allocation.
+        .def("decode_weights_into",
+             [](const wl::Filter& f, py::array out, py::array_t<float, py::array::c_style> codebook, unsigned threads) {
+                 if (codebook.ndim() != 1) throw std::invalid_argument("codebook must be a 1-D float32 array");
+                 if (!out.dtype().is(py::dtype::of<float>()) || !(out.flags() & py::array::c_style) || !out.writeable())
+                     throw std::invalid_argument("out must be a writeable C-contiguous float32 array");
+                 float* dst = static_cast<float*>(out.mutable_data());
+                 const float* book = codebook.data();
+                 uint32_t book_size = uint32_t(std::min<py::ssize_t>(codebook.shape(0), 1 << 16));
+                 uint64_t size = uint64_t(out.size());
+                 py::gil_scoped_release release;
+                 wl::decode_weights(f, 0, size, book, book_size, dst, threads);
+             })
         .def("count_decoded",
              [](const wl::Filter& f, uint64_t size, uint32_t codebook_size, unsigned threads) {
                  py::gil_scoped_release release;

@@ -244,6 +244,27 @@ def test_blocks_change_the_layout_not_the_answers():
         assert abs(fp - m * p) <= 6 * math.sqrt(m * p * (1 - p)), fp
 
 
+def test_decode_weights_into_a_new_or_given_buffer():
+    keys = np.flatnonzero(np.random.default_rng(3).random(200_003) < 0.06).astype(np.uint64)
+    f = BloomierFilter(keys, make_values(len(keys), 3), value_bits=3, cell_bits=8, block_keys=256)
+    book = np.linspace(-1, 1, 6, dtype=np.float32)  # 6 of the 8 values name a cluster
+    codes = f.lookup_range(0, 200_003)
+    expected = np.where((codes >= 0) & (codes < 6), book[np.clip(codes, 0, 5)], 0).astype(np.float32)
+    assert f.decode_weights(200_003, book, threads=1).tobytes() == expected.tobytes()
+    out = np.full(200_003, 7.0, dtype=np.float32)
+    assert f.decode_weights(200_003, book, threads=2, out=out) is out
+    assert out.tobytes() == expected.tobytes()
+    assert f.count_decoded(200_003, 6) == np.count_nonzero((codes >= 0) & (codes < 6))
+    for bad, match in [(np.zeros(200_003, np.float64), "float32"), (np.zeros(200_002, np.float32), "elements"),
+                       (np.zeros(400_006, np.float32)[::2], "contiguous"), ([0.0] * 200_003, "numpy array")]:
+        with pytest.raises(ValueError, match=match):
+            f.decode_weights(200_003, book, out=bad)
+    frozen = np.zeros(200_003, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        f.decode_weights(200_003, book, out=frozen)
+
+
 def test_duplicates_far_apart_in_a_large_unsorted_input():
     keys = make_keys(300_000, "random", seed=8)
     keys[250_000] = keys[17]

@@ -20,6 +20,13 @@ def _as_index(name: str, value: object) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
+def _threads(threads: Optional[int]) -> int:
+    threads = (os.cpu_count() or 1) if threads is None else _as_index("threads", threads)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return threads
+
+
 def _as_unsigned_array(name: str, array: object, dtype: type, limit: Optional[int] = None) -> np.ndarray:
     """A 1-D contiguous array of `dtype`, refusing any conversion that would change a value."""
     a = np.asarray(array)
@@ -95,9 +102,7 @@ class BloomierFilter:
             block_keys = _as_index("block_keys", block_keys)
             if block_keys < 64:
                 raise ValueError(f"block_keys must be at least 64, got {block_keys}")
-        threads = (os.cpu_count() or 1) if threads is None else _as_index("threads", threads)
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
+        threads = _threads(threads)
         keys = _as_unsigned_array("keys", keys, np.uint64)
         values = _as_unsigned_array("values", values, np.uint32, limit=2**value_bits)
         if len(keys) != len(values):
@@ -173,6 +178,42 @@ class BloomierFilter:
     def false_positive_rate(self) -> float:
         """Expected fraction of absent keys read as present: 2 ** (value_bits - cell_bits)."""
         return 2.0 ** (self.value_bits - self.cell_bits)
+
+    def decode_weights(self, size: int, codebook, *, threads: Optional[int] = None,
+                       out: Optional[np.ndarray] = None) -> np.ndarray:
+        """The layer whose positions are the keys 0 .. size - 1: codebook[v] where a position
+        reads a value v < len(codebook), 0.0 elsewhere, as a float32 array of `size` elements.
+
+        `out`, if given, is a writeable C-contiguous float32 array of `size` elements that receives
+        the result (and is returned): decoding into a buffer already written skips the page
+        faults of a fresh one, a large part of the time for a large layer. `threads` defaults to
+        all cores; the result does not depend on it.
+        """
+        size = _as_index("size", size)
+        if size < 0:
+            raise ValueError(f"size must be non-negative, got {size}")
+        book = np.ascontiguousarray(codebook, dtype=np.float32)
+        if book.ndim != 1:
+            raise ValueError(f"codebook must be 1-D, got shape {book.shape}")
+        threads = _threads(threads)
+        if out is None:
+            return self._filter.decode_weights(size, book, threads)
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError("out must be a C-contiguous float32 numpy array")
+        if not out.flags.writeable:
+            raise ValueError("out must be writeable")
+        if out.size != size:
+            raise ValueError(f"out has {out.size} elements, the layer {size}")
+        self._filter.decode_weights_into(out, book, threads)
+        return out
+
+    def count_decoded(self, size: int, codebook_size: int, *, threads: Optional[int] = None) -> int:
+        """How many of the positions 0 .. size - 1 read a value below codebook_size (the kept
+        weights plus the false positives), without materializing the layer."""
+        size, codebook_size = _as_index("size", size), _as_index("codebook_size", codebook_size)
+        if size < 0 or codebook_size < 0:
+            raise ValueError(f"size and codebook_size must be non-negative, got {size} and {codebook_size}")
+        return self._filter.count_decoded(size, min(codebook_size, 1 << 16), _threads(threads))
 
     def __len__(self) -> int:
         return self._filter.num_keys

@@ -71,7 +71,7 @@ struct PieceJob {
     uint32_t num_keys = 0;
     bool keys_known_distinct = false;
     Piece piece;
-    std::vector<uint32_t> block_keys;  // keys per block (the blocks are fixed before the first attempt)
+    std::vector<uint32_t> keys_per_block;  // the blocks are fixed before the first attempt
     std::vector<uint32_t> table;
 };
 
@@ -323,9 +323,9 @@ void count_blocks(PieceJob& job, uint64_t block_keys) {
     if (max_blocks > 1)
         for (log2 = 0; (span >> log2) + 1 > max_blocks;) ++log2;
     job.piece.block_log2 = log2;
-    job.block_keys.assign(max_blocks > 1 ? size_t(span >> log2) + 1 : 1, 0);
+    job.keys_per_block.assign(max_blocks > 1 ? size_t(span >> log2) + 1 : 1, 0);
     for (uint32_t i = 0; i < job.num_keys; ++i)
-        ++job.block_keys[std::min<uint64_t>((job.keys[i] - first) >> log2, job.block_keys.size() - 1)];
+        ++job.keys_per_block[std::min<uint64_t>((job.keys[i] - first) >> log2, job.keys_per_block.size() - 1)];
 }
 
 // Block b's slice of the S * L first cells, in proportion to the keys before it: the last block
@@ -333,11 +333,11 @@ void count_blocks(PieceJob& job, uint64_t block_keys) {
 void slice_first_cells(PieceJob& job) {
     Piece& p = job.piece;
     const uint64_t first_cells = uint64_t(p.segment_count) << p.segment_length_log2;
-    p.block_starts.resize(job.block_keys.size() + 1);
+    p.block_starts.resize(job.keys_per_block.size() + 1);
     uint64_t before = 0;
-    for (size_t b = 0; b < job.block_keys.size(); ++b) {
+    for (size_t b = 0; b < job.keys_per_block.size(); ++b) {
         p.block_starts[b] = uint32_t(before * first_cells / job.num_keys);
-        before += job.block_keys[b];
+        before += job.keys_per_block[b];
     }
     p.block_starts.back() = uint32_t(first_cells);
 }

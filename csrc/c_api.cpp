@@ -40,6 +40,8 @@ constexpr size_t kMaxNdim = 64;
 constexpr size_t kLayerHeader = 28;
 constexpr size_t kLayerMaxNdim = 32;
 constexpr uint32_t kMaxClusters = 1u << 16;
+// Floats decoded at a time when the output needs converting (float16, float64, unaligned).
+constexpr size_t kDecodeChunk = size_t(1) << 18;
 
 struct Error {
     int code;
@@ -268,6 +270,11 @@ void read_file(const char* path, std::vector<uint8_t>* out) {
     if (!S_ISREG(st.st_mode)) fail(WL_ERR_IO, std::string(path) + ": not a regular file");
     if (st.st_size < 0 || uint64_t(st.st_size) > uint64_t(std::numeric_limits<ptrdiff_t>::max()))
         fail(WL_ERR_IO, std::string(path) + ": file too large");
+    // The file is read whole: refuse one that cannot fit rather than be killed for it.
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && uint64_t(st.st_size) / uint64_t(page) >= uint64_t(pages))
+        fail(WL_ERR_MEMORY, std::string(path) + ": " + std::to_string(st.st_size) +
+                                " bytes do not fit in this machine's memory");
     out->resize(size_t(st.st_size));
     size_t done = 0;
     while (done < out->size()) {
@@ -404,40 +411,46 @@ void decode(const wl_model* m, size_t index, void* out, size_t out_bytes, unsign
     Layer layer = parse_layer(*m, *t, blob, t->length);
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     const size_t n = size_t(t->numel);
-    const bool direct = t->dtype->itemsize == 4 && reinterpret_cast<uintptr_t>(out) % alignof(float) == 0;
-    std::vector<float> tmp;
-    float* dst = static_cast<float*>(out);
-    if (!direct) {
-        tmp.resize(n);
-        dst = tmp.data();
-    }
-    try {
-        wl::decode_weights(layer.filter, 0, n, layer.codebook.data(), uint32_t(layer.codebook.size()), dst, threads);
-    } catch (const std::invalid_argument& e) {  // e.g. an unknown WEIGHTLESS_ISA
-        fail(WL_ERR_ARGUMENT, std::string("decode: ") + e.what());
-    } catch (const std::system_error& e) {
-        fail(WL_ERR_INTERNAL, std::string("decode: ") + e.what());
-    }
-    if (direct) return;
-    switch (t->dtype->itemsize) {
-        case 4: std::memcpy(out, tmp.data(), need); break;
-        case 2: {
-            uint8_t* o = static_cast<uint8_t*>(out);
-            for (size_t i = 0; i < n; ++i) {
-                uint16_t h = float_to_half(tmp[i]);
-                std::memcpy(o + 2 * i, &h, 2);
-            }
-            break;
+    if (n == 0) return;
+    auto decode_into = [&](uint64_t begin, uint64_t end, float* dst) {
+        try {
+            wl::decode_weights(layer.filter, begin, end, layer.codebook.data(), uint32_t(layer.codebook.size()), dst,
+                               threads);
+        } catch (const std::invalid_argument& e) {  // e.g. an unknown WEIGHTLESS_ISA
+            fail(WL_ERR_ARGUMENT, std::string("decode: ") + e.what());
+        } catch (const std::system_error& e) {
+            fail(WL_ERR_INTERNAL, std::string("decode: ") + e.what());
         }
-        case 8: {
-            uint8_t* o = static_cast<uint8_t*>(out);
-            for (size_t i = 0; i < n; ++i) {
-                double d = tmp[i];
-                std::memcpy(o + 8 * i, &d, 8);
-            }
-            break;
+    };
+    if (t->dtype->itemsize == 4 && reinterpret_cast<uintptr_t>(out) % alignof(float) == 0) {
+        decode_into(0, n, static_cast<float*>(out));
+        return;
+    }
+    // Another dtype, or an unaligned buffer: decode to float32 a chunk at a time, so the extra
+    // memory is a small constant (kDecodeChunk floats) whatever the tensor's size.
+    std::vector<float> tmp(std::min<size_t>(n, kDecodeChunk));
+    uint8_t* o = static_cast<uint8_t*>(out);
+    const size_t item = t->dtype->itemsize;
+    for (size_t begin = 0; begin < n; begin += tmp.size()) {
+        const size_t count = std::min(tmp.size(), n - begin);
+        decode_into(begin, begin + count, tmp.data());
+        uint8_t* at = o + begin * item;
+        switch (item) {
+            case 4: std::memcpy(at, tmp.data(), count * 4); break;
+            case 2:
+                for (size_t i = 0; i < count; ++i) {
+                    uint16_t h = float_to_half(tmp[i]);
+                    std::memcpy(at + 2 * i, &h, 2);
+                }
+                break;
+            case 8:
+                for (size_t i = 0; i < count; ++i) {
+                    double d = tmp[i];
+                    std::memcpy(at + 8 * i, &d, 8);
+                }
+                break;
+            default: fail(WL_ERR_INTERNAL, "unexpected itemsize");
         }
-        default: fail(WL_ERR_INTERNAL, "unexpected itemsize");
     }
 }
 

@@ -35,9 +35,12 @@ struct Value {
     const Value* get(const std::string& key) const;
 };
 
+// A parsed value takes ~112 bytes (more while vectors grow) for as little as 2 bytes of input, so
+// max_nodes, not max_size, bounds the memory a hostile header can make the parser use: 2^20
+// values (~60,000 tensor entries) cost at most ~250 MB.
 struct Limits {
     size_t max_depth = 64;
-    size_t max_nodes = size_t(1) << 22;
+    size_t max_nodes = size_t(1) << 20;
     size_t max_size = size_t(1) << 28;  // bytes of input
 };
 

@@ -5,8 +5,11 @@
 //   wl-decode FILE.wl --all [--repeat N] [--threads N]
 //
 // Decoding prints the best and mean wall time over --repeat runs. -o writes the tensor as a
-// .npy file (format version 1.0, little-endian dtype, C order). Any error: one line on stderr
-// and exit status 1 (2 for a usage error).
+// .npy file (format version 1.0, little-endian dtype, C order), atomically: a temporary file in
+// the same directory renamed over OUT.npy, removed on any failure, so OUT.npy is never partial;
+// OUT.npy may not be the input or a directory. A tensor is decoded only if its output fits in
+// WEIGHTLESS_MAX_DECODE_BYTES (default: the machine's physical memory), checked before
+// allocating. Any error: one line on stderr and exit status 1 (2 for a usage error).
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -16,6 +19,10 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "weightless_c.h"
 
@@ -68,8 +75,53 @@ const char* npy_descr(const char* dtype) {
     return nullptr;
 }
 
+// The largest output (bytes) wl-decode allocates: WEIGHTLESS_MAX_DECODE_BYTES if set, else the
+// machine's physical memory. 0 if the variable is not a number (an error for the caller).
+uint64_t max_decode_bytes(std::string* source) {
+    if (const char* env = std::getenv("WEIGHTLESS_MAX_DECODE_BYTES")) {
+        *source = "WEIGHTLESS_MAX_DECODE_BYTES";
+        char* end = nullptr;
+        errno = 0;
+        unsigned long long v = std::strtoull(env, &end, 10);
+        return (errno || !*env || *end || env[0] == '-') ? 0 : uint64_t(v);
+    }
+    *source = "this machine's memory; WEIGHTLESS_MAX_DECODE_BYTES changes it";
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : UINT64_MAX;
+}
+
+// Problems with the output path found before any work: it is the input, or a directory.
+bool check_output(const char* in_path, const char* out_path, std::string* err) {
+    struct stat in_st, out_st;
+    if (::stat(out_path, &out_st) != 0) return true;  // does not exist yet: fine
+    if (S_ISDIR(out_st.st_mode)) {
+        *err = std::string(out_path) + ": is a directory";
+        return false;
+    }
+    if (::stat(in_path, &in_st) == 0 && in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
+        *err = std::string("the output ") + out_path + " is the input file";
+        return false;
+    }
+    return true;
+}
+
+bool write_all(int fd, const void* data, size_t size) {
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    while (size) {
+        ssize_t n = ::write(fd, p, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        p += n;
+        size -= size_t(n);
+    }
+    return true;
+}
+
 // Writes a .npy file, format version 1.0: magic, version, u16 header length, a Python dict
-// literal padded with spaces and ending in '\n' so the data starts at a multiple of 64.
+// literal padded with spaces and ending in '\n' so the data starts at a multiple of 64. The
+// bytes go to a temporary file next to path, renamed over it once complete.
 bool write_npy(const char* path, const wl_model* m, size_t i, const std::vector<unsigned char>& data, std::string* err) {
     const char* descr = npy_descr(wl_tensor_dtype(m, i));
     if (!descr) {
@@ -86,18 +138,32 @@ bool write_npy(const char* path, const wl_model* m, size_t i, const std::vector<
         *err = "shape too long for a version 1.0 .npy header";
         return false;
     }
-    std::FILE* f = std::fopen(path, "wb");
-    if (!f) {
-        *err = std::string(path) + ": " + std::strerror(errno);
+    const std::string out(path);
+    const size_t slash = out.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : out.substr(0, slash));
+    const std::string base = slash == std::string::npos ? out : out.substr(slash + 1);
+    const std::string tmp_name = dir + "/." + base + ".XXXXXX.tmp";
+    std::vector<char> tmp(tmp_name.begin(), tmp_name.end());
+    tmp.push_back('\0');
+    int fd = ::mkstemps(tmp.data(), 4);
+    if (fd < 0) {
+        *err = out + ": cannot create a file in " + dir + ": " + std::strerror(errno);
         return false;
     }
+    const mode_t mask = ::umask(0);  // mkstemp's 0600 would carry over to the output
+    ::umask(mask);
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, uint8_t(header.size() & 0xFF),
                              uint8_t(header.size() >> 8)};
-    bool ok = std::fwrite(pre, 1, 10, f) == 10 && std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
-              (data.empty() || std::fwrite(data.data(), 1, data.size(), f) == data.size());
-    ok = (std::fclose(f) == 0) && ok;
-    if (!ok) *err = std::string(path) + ": write failed: " + std::strerror(errno);
-    return ok;
+    bool ok = ::fchmod(fd, 0666 & ~mask) == 0 && write_all(fd, pre, 10) &&
+              write_all(fd, header.data(), header.size()) && write_all(fd, data.data(), data.size()) &&
+              ::fsync(fd) == 0;
+    int saved = errno;
+    ok = (::close(fd) == 0) && ok;
+    if (ok && ::rename(tmp.data(), path) == 0) return true;
+    if (ok) saved = errno;
+    ::unlink(tmp.data());
+    *err = out + ": write failed: " + std::strerror(saved);
+    return false;
 }
 
 }  // namespace
@@ -140,6 +206,14 @@ int main(int argc, char** argv) {
     if (all && tensor) return usage_error("give --tensor or --all, not both");
     if (out_path && !tensor) return usage_error("-o needs --tensor");
 
+    if (out_path) {
+        std::string oerr;
+        if (!check_output(path, out_path, &oerr)) return error(oerr);
+    }
+    std::string limit_source;
+    const uint64_t limit = max_decode_bytes(&limit_source);
+    if (limit == 0) return error("WEIGHTLESS_MAX_DECODE_BYTES must be a number of bytes");
+
     char err[512];
     wl_model* m = wl_open_file(path, err, sizeof err);
     if (!m) return error(err);
@@ -169,12 +243,16 @@ int main(int argc, char** argv) {
     double total_best = 0;
     for (size_t i : which) {
         size_t bytes = wl_tensor_nbytes(m, i);
-        if (bytes == SIZE_MAX) return error(std::string(wl_tensor_name(m, i)) + ": tensor too large for this machine");
+        const std::string where = std::string(path) + ": tensor '" + wl_tensor_name(m, i) + "'";
+        if (bytes == SIZE_MAX) return error(where + ": too large for this machine");
+        if (bytes > limit)
+            return error(where + ": decoding needs " + std::to_string(bytes) + " bytes, more than the limit of " +
+                         std::to_string(limit) + " (" + limit_source + ")");
         std::vector<unsigned char> buf;
         try {
             buf.resize(bytes);
         } catch (...) {
-            return error(std::string(wl_tensor_name(m, i)) + ": out of memory for " + std::to_string(bytes) + " bytes");
+            return error(where + ": out of memory for " + std::to_string(bytes) + " bytes");
         }
         double best = 1e300, sum = 0;
         for (unsigned long r = 0; r < repeat; ++r) {

@@ -1,0 +1,127 @@
+"""Writes the seed corpora of the fuzz harnesses (tests/fuzz/seeds/NAME) with the Python package.
+
+    python3 tests/fuzz/make_seeds.py        # rewrites tests/fuzz/seeds/{filter,container,layer,json}
+
+Small valid inputs that between them reach every branch of the formats: filters with 0, 1 and
+many pieces, arity 3 and 4, t from 1 to 32, keys far from 0; layers of every rank used, every
+encoded dtype, all-zero and empty layers; containers with raw tensors of every dtype, a scalar,
+an empty tensor, escaped names. Rerun it when the format changes (docs/HARDENING.md); the
+seeds of an older version a reader still accepts stay, renamed v1-NAME etc. by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from weightless.codec import encode_layer  # noqa: E402
+from weightless.container import compress  # noqa: E402
+from weightless.filter import BloomierFilter  # noqa: E402
+
+
+def filters(rng: np.random.Generator) -> dict[str, bytes]:
+    out = {}
+
+    def add(name, keys, r, t, **kw):
+        keys = np.asarray(keys, dtype=np.uint64)
+        values = rng.integers(0, 2**r, size=len(keys))
+        out[name] = BloomierFilter(keys, values, value_bits=r, cell_bits=t, seed=7, threads=1, **kw).to_bytes()
+
+    add("empty", [], 4, 8)
+    add("one_key", [5], 1, 1)
+    add("small_r4_t8", rng.choice(300, 40, replace=False), 4, 8)
+    add("arity4_t12", rng.choice(500, 60, replace=False), 4, 12, arity=4)
+    add("t32", rng.choice(200, 20, replace=False), 16, 32)
+    add("t16_r3", rng.choice(1000, 50, replace=False), 3, 16)
+    add("pieces", np.sort(rng.choice(2000, 90, replace=False)), 2, 5, piece_keys=20)
+    add("far_keys", [0, 2**40, 2**40 + 3, 2**63, 2**64 - 2], 2, 9, piece_keys=2)
+    return out
+
+
+def layers(rng: np.random.Generator) -> dict[str, bytes]:
+    out = {}
+
+    def add(name, w, selector, **kw):
+        out[name] = bytes([selector]) + encode_layer(w, threads=1, **kw).to_bytes()
+
+    add("f32_2d", rng.normal(size=(20, 16)).astype(np.float32), 0, sparsity=0.8, clusters=8, cell_bits=6)
+    add("f16_4d", rng.normal(size=(4, 3, 3, 3)).astype(np.float32), 1, sparsity=0.7, clusters=4)
+    add("f64_1d", rng.normal(size=64), 2, sparsity=0.5, clusters=2, arity=4)
+    add("zeros", np.zeros((30, 30), np.float32), 0)
+    add("empty", np.zeros((0, 7), np.float32), 0)
+    add("pieces", rng.normal(size=(40, 10)).astype(np.float32), 4 + 2, sparsity=0.6, clusters=16,
+        cell_bits=10, piece_keys=30)
+    return out
+
+
+def containers(rng: np.random.Generator) -> dict[str, bytes]:
+    models = {
+        "mixed": ({
+            "fc.weight": rng.normal(size=(12, 10)).astype(np.float32),
+            "fc.bias": rng.normal(size=10).astype(np.float32),
+            "mask": np.array([True, False, True]),
+            "step": np.array(7, dtype=np.int64),
+            "empty": np.zeros((0, 2), np.float32),
+            "tab\t\u00e9": np.arange(3, dtype=np.uint16),
+        }, {"layers": ["fc.weight"], "sparsity": 0.7, "clusters": 4}),
+        "dtypes": ({
+            "h": rng.normal(size=(6, 8)).astype(np.float16),
+            "d": rng.normal(size=(5, 9)),
+            **{d: np.arange(2).astype(d) for d in ("int8", "int16", "int32", "uint8", "uint32", "uint64")},
+        }, {"layers": ["h", "d"], "sparsity": 0.5, "clusters": 4, "cell_bits": 7}),
+        "pieces": ({"p": rng.normal(size=(20, 20)).astype(np.float32)},
+                   {"layers": {"p": {"piece_keys": 40, "arity": 4}}, "sparsity": 0.6, "clusters": 8}),
+        "no_tensors": ({}, {}),
+    }
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (state, options) in models.items():
+            path = Path(tmp) / f"{name}.wl"
+            compress(state, path, threads=1, **options)
+            out[name] = path.read_bytes()
+    return out
+
+
+def json_texts(container_seeds: dict[str, bytes]) -> dict[str, bytes]:
+    out = {}
+    for name, data in container_seeds.items():
+        (n,) = struct.unpack_from("<Q", data, 8)
+        out[f"header_{name}"] = data[16 : 16 + n]
+    out["escapes"] = json.dumps({"s": "\u00e9\ud83d\ude00\"\\/\b\f\n\r\t", "n": [0, -0, 1e5, -2.5e-3, 18446744073709551615,
+                                                                          -9223372036854775808]}).encode()
+    out["literals"] = b'[true,false,null,{},[],"",{"a":{"b":[[]]}}]'
+    return out
+
+
+def write(directory: Path, seeds: dict[str, bytes]) -> None:
+    # Seeds of older format versions (named v1-*, ...) are kept: readers still accept them.
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.iterdir():
+        if not old.name.startswith("v"):
+            old.unlink()
+    for name, data in seeds.items():
+        (directory / name).write_bytes(data)
+
+
+def main() -> None:
+    rng = np.random.default_rng(2024)
+    write(HERE / "seeds" / "filter", filters(rng))
+    write(HERE / "seeds" / "layer", layers(rng))
+    c = containers(rng)
+    write(HERE / "seeds" / "container", c)
+    write(HERE / "seeds" / "json", json_texts(c))
+    for d in sorted((HERE / "seeds").iterdir()):
+        sizes = [p.stat().st_size for p in d.iterdir()]
+        print(f"{d.name}: {len(sizes)} seeds, largest {max(sizes)} bytes")
+
+
+if __name__ == "__main__":
+    main()

@@ -61,6 +61,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (CliError, ValueError, OSError, ImportError) as e:
         print(f"weightless {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except MemoryError as e:
+        print(f"weightless {args.command}: error: out of memory{f' ({_one_line(e)})' if str(e) else ''}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"weightless {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -20,7 +20,7 @@ from .cluster import kmeans_1d
 from .filter import BloomierFilter
 from .prune import prune_mask
 
-__all__ = ["EncodedLayer", "encode_layer", "choose_cell_bits", "DEFAULT_FP_RATE"]
+__all__ = ["EncodedLayer", "encode_layer", "choose_cell_bits", "max_decode_bytes", "DEFAULT_FP_RATE"]
 
 # With neither cell_bits nor fp_rate given: about 1 zero weight in 64 reads back as a spurious
 # weight. Retraining absorbs more; without it, this keeps accuracy close to the clustered model.
@@ -30,6 +30,38 @@ _MAGIC = b"WLLY"
 _VERSION = 1
 _HEADER = struct.Struct("<4sHBBIQQ")  # magic, version, ndim, reserved, clusters, false positives, filter bytes
 _MAX_NDIM = 32
+_DECODE_CHUNK = 1 << 18  # positions per chunk when decoding to float16 / float64
+
+
+def max_decode_bytes() -> int:
+    """The largest decoded tensor, in bytes, a decode allocates.
+
+    WEIGHTLESS_MAX_DECODE_BYTES if set, else the machine's physical memory. An encoded layer
+    declares its shape, and an all-zero layer's filter is a few bytes whatever the shape, so the
+    output of a hostile file is bounded only by this check, made before allocating.
+    """
+    env = os.environ.get("WEIGHTLESS_MAX_DECODE_BYTES")
+    if env is not None:
+        try:
+            limit = int(env)
+        except ValueError:
+            limit = -1
+        if limit < 0:
+            raise ValueError(f"WEIGHTLESS_MAX_DECODE_BYTES must be a number of bytes, got {env!r}")
+        return limit
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows) or no such name
+        return 2**63
+
+
+def check_decode_size(nbytes: int) -> None:
+    """ValueError unless an output of nbytes bytes fits within `max_decode_bytes()`."""
+    limit = max_decode_bytes()
+    if nbytes > limit:
+        source = ("WEIGHTLESS_MAX_DECODE_BYTES" if "WEIGHTLESS_MAX_DECODE_BYTES" in os.environ
+                  else "this machine's memory; WEIGHTLESS_MAX_DECODE_BYTES changes it")
+        raise ValueError(f"decoding needs {nbytes:,} bytes, more than the limit of {limit:,} ({source})")
 
 
 def value_bits_for(clusters: int) -> int:
@@ -101,10 +133,32 @@ class EncodedLayer:
     def nbytes(self) -> int:
         return _HEADER.size + 8 * len(self.shape) + 4 * len(self.codebook) + self.filter.nbytes + 4
 
-    def decode(self, threads: Optional[int] = None) -> np.ndarray:
-        """The float32 tensor: the clustered kept weights, the false positives, zeros elsewhere."""
-        flat = self.filter._filter.decode_weights(self.size, self.codebook, _threads(threads))
-        return flat.reshape(self.shape)
+    def decode(self, threads: Optional[int] = None, dtype=np.float32) -> np.ndarray:
+        """The tensor: the clustered kept weights, the false positives, zeros elsewhere.
+
+        Decoded as float32; another floating `dtype` is converted a chunk at a time (float16
+        rounds to nearest even), so the memory used is the output's plus a small constant.
+        ValueError if the output would exceed `max_decode_bytes()`, before allocating it.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"decode: dtype must be a floating dtype, got {dtype}")
+        try:
+            check_decode_size(self.size * dtype.itemsize)
+        except ValueError as e:
+            raise ValueError(f"shape {self.shape}: {e}") from None
+        threads = _threads(threads)
+        if dtype == np.float32:
+            return self.filter._filter.decode_weights(self.size, self.codebook, threads).reshape(self.shape)
+        out = np.empty(self.size, dtype=dtype)
+        for begin in range(0, self.size, _DECODE_CHUNK):
+            end = min(begin + _DECODE_CHUNK, self.size)
+            # The same values decode_weights gives: codebook[v] for a value v < clusters, else 0.
+            values = self.filter._filter.decode_range(begin, end)
+            k = len(self.codebook)
+            book = np.append(self.codebook, np.float32(0))
+            out[begin:end] = book[np.where((values >= 0) & (values < k), values, k)]
+        return out.reshape(self.shape)
 
     def to_bytes(self) -> bytes:
         """Serialized layer: header, shape, codebook, filter, CRC-32 (docs/FORMAT.md)."""
@@ -172,6 +226,7 @@ def encode_layer(
     init: str = "density",
     arity: int = 3,
     piece_keys: Optional[int] = None,
+    block_keys: Optional[int] = None,
     threads: Optional[int] = None,
 ) -> EncodedLayer:
     """Prune, cluster and encode a float tensor of any rank.
@@ -186,8 +241,9 @@ def encode_layer(
             chosen (`choose_cell_bits`). With neither, fp_rate = DEFAULT_FP_RATE.
         seed: seeds clustering and the filter; the result is a deterministic function of it.
         init: k-means initialisation, "density" (the paper's), "linear" or "random".
-        arity, piece_keys: filter layout (`BloomierFilter`): 4 cells per key is ~3-5% smaller
-            and slower to decode; smaller pieces decode faster from cache and cost space.
+        arity, piece_keys, block_keys: filter layout (`BloomierFilter`): 4 cells per key is
+            ~3-5% smaller and slower to decode; the defaults for pieces and blocks are measured
+            (docs/DECODE.md).
         threads: for building and counting; the result does not depend on it.
     """
     w = np.asarray(weights)
@@ -207,6 +263,7 @@ def encode_layer(
         raise ValueError(f"cell_bits must be in [{r}, 32] for {k} clusters, got {cell_bits}")
     threads = _threads(threads)
     f = BloomierFilter(positions.astype(np.uint64), clustering.codes, value_bits=r, cell_bits=cell_bits,
-                       seed=seed, arity=arity, piece_keys=piece_keys, threads=threads)
+                       seed=seed, arity=arity, piece_keys=piece_keys, block_keys=block_keys,
+                       threads=threads)
     decoded_nonzero = f._filter.count_decoded(w.size, k, threads)
     return EncodedLayer(w.shape, clustering.codebook, f, decoded_nonzero - len(positions))

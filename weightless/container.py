@@ -13,6 +13,7 @@ their encoding. The layout is specified in docs/FORMAT.md ("The model container 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -21,13 +22,13 @@ import os
 import struct
 import sys
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .codec import EncodedLayer, encode_layer
-from .io import PathLike, c_contiguous, load_state, write_atomically
+from .codec import EncodedLayer, check_decode_size, encode_layer
+from .io import PathLike, TensorSource, c_contiguous, open_state, write_atomically
 
 __all__ = [
     "compress",
@@ -135,13 +136,12 @@ class CompressionReport:
 # --------------------------------------------------------------------------- writing
 
 
-def _dtype_name(name: str, a: np.ndarray) -> str:
-    # dtype.name is "float32" etc. whatever the byte order; anything with fields, strings,
-    # objects, complex numbers or extension types has another name.
-    if a.dtype.name not in RAW_DTYPES or a.dtype.fields is not None:
-        raise ValueError(f"tensor {name!r} has dtype {a.dtype}, which a .wl file cannot store "
+def _check_dtype(t: TensorSource) -> None:
+    # TensorSource.dtype is numpy's name ("float32" whatever the byte order); anything with
+    # fields, strings, objects, complex numbers, extension types or bfloat16 has another name.
+    if t.dtype not in RAW_DTYPES:
+        raise ValueError(f"tensor {t.name!r} has dtype {t.dtype}, which a .wl file cannot store "
                          f"(supported: {', '.join(RAW_DTYPES)})")
-    return a.dtype.name
 
 
 def _little_endian_bytes(a: np.ndarray) -> np.ndarray:
@@ -152,13 +152,13 @@ def _little_endian_bytes(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1).view(np.uint8)
 
 
-def _select_layers(state: Mapping[str, np.ndarray], layers) -> dict[str, dict[str, Any]]:
+def _select_layers(state: Mapping[str, TensorSource], layers) -> dict[str, dict[str, Any]]:
     """name -> per-layer option overrides for the tensors to encode."""
     if layers is None:
         return {
             name: {}
-            for name, a in state.items()
-            if a.dtype.name in ENCODED_DTYPES and a.ndim >= 2 and a.size >= DEFAULT_MIN_ELEMENTS
+            for name, t in state.items()
+            if t.dtype in ENCODED_DTYPES and t.ndim >= 2 and t.size >= DEFAULT_MIN_ELEMENTS
         }
     if isinstance(layers, str):
         raise TypeError("layers must be a list of tensor names (or a dict name -> options), not a string")
@@ -169,7 +169,7 @@ def _select_layers(state: Mapping[str, np.ndarray], layers) -> dict[str, dict[st
             raise ValueError(f"no tensor named {name!r}; the model has: {', '.join(map(repr, state)) or 'no tensors'}")
         if name in chosen:
             raise ValueError(f"layer {name!r} is named twice")
-        if state[name].dtype.name not in ENCODED_DTYPES:
+        if state[name].dtype not in ENCODED_DTYPES:
             raise ValueError(f"tensor {name!r} has dtype {state[name].dtype}; only floating tensors "
                              f"({', '.join(ENCODED_DTYPES)}) can be encoded")
         chosen[name] = dict(overrides or {})
@@ -191,12 +191,6 @@ def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
         else:
             out[key] = operator.index(value)
     return out
-
-
-@dataclass
-class _Blob:
-    entry: TensorEntry
-    data: Union[bytes, np.ndarray] = field(repr=False)
 
 
 def _progress(items: Iterable, total: int, enabled: bool):
@@ -233,62 +227,53 @@ def compress(
 
     The input is never modified. Raises ValueError naming the tensor for NaN/Inf weights in a
     layer to encode or for a dtype the format cannot store.
+
+    Tensors are processed one at a time: a model file is read lazily (`weightless.io.open_state`)
+    and each tensor's blob goes to a temporary data file next to out_path as soon as it is made,
+    so memory holds one tensor (and its encoding) at a time, never the whole model. The header,
+    which lists every blob, is written last, then the data is copied behind it; the temporary
+    files are removed on any failure and out_path appears complete or not at all.
     """
     out = os.fspath(out_path)
+    if os.path.isdir(out):
+        raise ValueError(f"{out}: is a directory")
     if not overwrite and os.path.exists(out):
         raise FileExistsError(f"{out}: exists (pass overwrite=True to replace it)")  # before the work
-    if isinstance(state_or_path, (str, os.PathLike)):
-        if os.path.exists(out) and os.path.exists(state_or_path) and os.path.samefile(state_or_path, out):
-            raise ValueError(f"{out}: the output would replace the input")
-        state = load_state(state_or_path)
-    elif isinstance(state_or_path, Mapping):
-        state = dict(state_or_path)
-    else:
-        raise TypeError(f"expected a state dict or a path, got {type(state_or_path).__name__}")
-    arrays: dict[str, np.ndarray] = {}
-    for name, value in state.items():
-        if not isinstance(name, str):
-            raise ValueError(f"tensor names must be strings, got {name!r}")
-        arrays[name] = np.asarray(value)
-        _dtype_name(name, arrays[name])
-        if arrays[name].ndim > _MAX_NDIM:
-            raise ValueError(f"tensor {name!r} has {arrays[name].ndim} dimensions (at most {_MAX_NDIM})")
+    with contextlib.ExitStack() as stack:
+        if isinstance(state_or_path, (str, os.PathLike)):
+            if os.path.exists(out) and os.path.exists(state_or_path) and os.path.samefile(state_or_path, out):
+                raise ValueError(f"{out}: the output would replace the input")
+            state = stack.enter_context(open_state(state_or_path))
+        elif isinstance(state_or_path, Mapping):
+            state = {}
+            for name, value in state_or_path.items():
+                if not isinstance(name, str):
+                    raise ValueError(f"tensor names must be strings, got {name!r}")
+                state[name] = TensorSource.of_array(name, value)
+        else:
+            raise TypeError(f"expected a state dict or a path, got {type(state_or_path).__name__}")
+        for t in state.values():  # from the headers alone: fails before any work
+            _check_dtype(t)
+            if t.ndim > _MAX_NDIM:
+                raise ValueError(f"tensor {t.name!r} has {t.ndim} dimensions (at most {_MAX_NDIM})")
 
-    common = _check_options(layer_options, "compress")
-    chosen = {
-        name: {**common, **_check_options(overrides, f"layer {name!r}")}
-        for name, overrides in _select_layers(arrays, layers).items()
-    }
-
-    blobs: list[_Blob] = []
-    offset = 0
-    names = _progress(arrays, len(arrays), progress)
-    try:
-        for name in names:
-            a = arrays[name]
-            if name in chosen:
-                blob = _encode(name, a, chosen[name], offset)
-            else:
-                data = _little_endian_bytes(a)  # the tensor's own memory when it is contiguous little-endian
-                blob = _Blob(TensorEntry(name, "raw", a.dtype.name, tuple(a.shape), offset, data.nbytes,
-                                         zlib.crc32(data)), data)
-            blobs.append(blob)
-            offset = _align(offset + blob.entry.nbytes)
-    finally:
-        if names is not arrays:
-            names.close()  # clears the bar even when a layer fails, so an error message starts a clean line
-
-    metadata = {
-        "weightless_version": _library_version(),
-        "options": {k: v for k, v in common.items() if k not in _UNRECORDED},
-        "layers": None if layers is None else list(chosen),
-    }
-    write_atomically(out, lambda tmp: _write(tmp, metadata, blobs), overwrite=overwrite)
-    entries = [b.entry for b in blobs]
+        common = _check_options(layer_options, "compress")
+        chosen = {
+            name: {**common, **_check_options(overrides, f"layer {name!r}")}
+            for name, overrides in _select_layers(state, layers).items()
+        }
+        metadata = {
+            "weightless_version": _library_version(),
+            "options": {k: v for k, v in common.items() if k not in _UNRECORDED},
+            "layers": None if layers is None else list(chosen),
+        }
+        entries: list[TensorEntry] = []
+        write_atomically(out, lambda tmp: _write(tmp, metadata, state, chosen, progress, entries),
+                         overwrite=overwrite)
     return CompressionReport(out, entries, sum(e.original_nbytes for e in entries), os.path.getsize(out))
 
 
-def _encode(name: str, a: np.ndarray, options: dict[str, Any], offset: int) -> _Blob:
+def _encode(name: str, a: np.ndarray, options: dict[str, Any], offset: int) -> tuple[TensorEntry, bytes]:
     try:
         layer = encode_layer(a, **options)
     except (ValueError, TypeError) as e:
@@ -300,7 +285,7 @@ def _encode(name: str, a: np.ndarray, options: dict[str, Any], offset: int) -> _
     entry = TensorEntry(name, "encoded", a.dtype.name, tuple(a.shape), offset, len(data), zlib.crc32(data),
                         options=recorded, kept=layer.kept, clusters=len(layer.codebook),
                         cell_bits=layer.cell_bits, false_positives=layer.false_positives)
-    return _Blob(entry, data)
+    return entry, data
 
 
 def _library_version() -> str:
@@ -309,25 +294,54 @@ def _library_version() -> str:
     return __version__
 
 
-def _write(tmp: str, metadata: dict[str, Any], blobs: list[_Blob]) -> None:
-    header = json.dumps({**metadata, "tensors": [b.entry.to_json() for b in blobs]},
-                        ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    # Trailing spaces (valid JSON whitespace) make the data area start on an aligned offset.
-    header += b" " * (_align(_PREAMBLE.size + len(header)) - _PREAMBLE.size - len(header))
-    crc = 0
-    with open(tmp, "wb") as f:
+_COPY_CHUNK = 1 << 24
 
-        def put(chunk) -> None:
-            nonlocal crc
-            f.write(chunk)
-            crc = zlib.crc32(chunk, crc)
 
-        put(_PREAMBLE.pack(MAGIC, VERSION, 0, len(header)))
-        put(header)
-        for b in blobs:
-            put(b.data)
-            put(b"\0" * (_align(b.entry.nbytes) - b.entry.nbytes))
-        f.write(_CRC.pack(crc))
+def _write(tmp: str, metadata: dict[str, Any], state: Mapping[str, TensorSource], chosen: dict[str, dict[str, Any]],
+           progress: bool, entries: list[TensorEntry]) -> None:
+    """Writes the .wl file to tmp, one tensor in memory at a time; appends the entries written."""
+    spool = tmp + ".data"  # the data area, until the header that lists it is known
+    try:
+        with open(spool, "w+b") as data:
+            offset = 0
+            names = _progress(state, len(state), progress)
+            try:
+                for name in names:
+                    t = state[name]
+                    a = t.load()
+                    if a.dtype.name != t.dtype or a.shape != t.shape:  # the file changed, or a lying header
+                        raise ValueError(f"tensor {name!r}: read {a.dtype} {a.shape}, its header says "
+                                         f"{t.dtype} {t.shape}")
+                    if name in chosen:
+                        entry, blob = _encode(name, a, chosen[name], offset)
+                    else:
+                        blob = _little_endian_bytes(a)  # the tensor's own memory when contiguous little-endian
+                        entry = TensorEntry(name, "raw", t.dtype, t.shape, offset, blob.nbytes, zlib.crc32(blob))
+                    data.write(blob)
+                    data.write(b"\0" * (_align(entry.nbytes) - entry.nbytes))
+                    entries.append(entry)
+                    offset = _align(offset + entry.nbytes)
+                    del a, blob
+            finally:
+                if names is not state:
+                    names.close()  # clears the bar even when a layer fails, so an error message starts a clean line
+
+            header = json.dumps({**metadata, "tensors": [e.to_json() for e in entries]},
+                                ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+            # Trailing spaces (valid JSON whitespace) make the data area start on an aligned offset.
+            header += b" " * (_align(_PREAMBLE.size + len(header)) - _PREAMBLE.size - len(header))
+            with open(tmp, "wb") as f:
+                head = _PREAMBLE.pack(MAGIC, VERSION, 0, len(header)) + header
+                f.write(head)
+                crc = zlib.crc32(head)
+                data.seek(0)
+                while chunk := data.read(_COPY_CHUNK):
+                    f.write(chunk)
+                    crc = zlib.crc32(chunk, crc)
+                f.write(_CRC.pack(crc))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(spool)
 
 
 # --------------------------------------------------------------------------- reading
@@ -522,15 +536,28 @@ class Container:
             return np.frombuffer(buf, dtype=dtype).reshape(e.shape)
         return np.frombuffer(buf, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(e.shape)
 
+    def _check_decode_size(self, entries: Sequence[TensorEntry]) -> None:
+        """ValueError before anything is allocated if decoding these tensors would exceed the
+        limit (`weightless.codec.max_decode_bytes`): an encoded tensor's shape is bounded by
+        nothing else, since an all-zero layer of any shape is a few bytes."""
+        what = f"tensor {entries[0].name!r}" if len(entries) == 1 else f"the {len(entries)} tensors"
+        try:
+            check_decode_size(sum(e.original_nbytes for e in entries))
+        except ValueError as err:
+            raise ValueError(f"{self.path}: {what}: {err}") from None
+
     def read(self, name: str, *, threads: Optional[int] = None) -> np.ndarray:
         """One tensor, decoded if it is encoded, in its original dtype and shape."""
         e = self.entry(name)
         if e.kind == "raw":
             return self._raw(e)
+        self._check_decode_size([e])
         return _decoded(self.encoded_layer(name), e, threads)
 
     def read_all(self, *, threads: Optional[int] = None) -> dict[str, np.ndarray]:
         """Every tensor in file order. All blobs are read and checked before any layer is decoded."""
+        if self.tensors:
+            self._check_decode_size(self.tensors)
         loaded = {e.name: self._raw(e) if e.kind == "raw" else self.encoded_layer(e.name) for e in self.tensors}
         return {
             e.name: loaded[e.name] if e.kind == "raw" else _decoded(loaded[e.name], e, threads) for e in self.tensors
@@ -553,8 +580,7 @@ class Container:
 
 
 def _decoded(layer: EncodedLayer, e: TensorEntry, threads: Optional[int]) -> np.ndarray:
-    a = layer.decode(threads)
-    return a if e.dtype == "float32" else a.astype(e.dtype)
+    return layer.decode(threads, dtype=e.dtype)
 
 
 def open_container(path: PathLike) -> Container:

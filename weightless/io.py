@@ -5,20 +5,29 @@ the file and raises FileNotFoundError or ValueError naming the path and the prob
 atomic (a temporary file in the same directory, then a rename) and refuses to replace an
 existing file unless asked to.
 
+`open_state` reads lazily: it lists the tensors (name, dtype, shape) from the file's headers
+and reads each one only when asked, so a model larger than memory can be processed tensor by
+tensor (`weightless.compress` does). Sizes in the headers are checked against the file before
+anything is allocated for them.
+
 Only numpy is needed for .npz; safetensors and torch are imported when their format is used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import secrets
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Callable, Mapping, Union
+from typing import Callable, Iterator, Mapping, Union
 
 import numpy as np
 
-__all__ = ["load_state", "save_state", "model_format", "check_format", "write_atomically", "FORMATS"]
+__all__ = ["load_state", "open_state", "TensorSource", "save_state", "model_format", "check_format",
+           "write_atomically", "FORMATS"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -58,15 +67,60 @@ def _check_readable(path: PathLike) -> None:
         raise ValueError(f"{path}: is a directory, not a model file")
 
 
+class TensorSource:
+    """A tensor of a model, described but not necessarily read: `name`, `dtype` (a numpy dtype
+    name such as "float32", or the file's own name for a type numpy lacks, e.g. "bfloat16"),
+    `shape`; `load()` reads it (each call reads it again)."""
+
+    __slots__ = ("name", "dtype", "shape", "_load")
+
+    def __init__(self, name: str, dtype: str, shape, load: Callable[[], np.ndarray]):
+        self.name, self.dtype, self.shape, self._load = name, dtype, tuple(int(d) for d in shape), load
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def load(self) -> np.ndarray:
+        return self._load()
+
+    @classmethod
+    def of_array(cls, name: str, value) -> "TensorSource":
+        a = np.asarray(value)
+        return cls(name, _dtype_name(a.dtype), a.shape, lambda: a)
+
+    def __repr__(self) -> str:
+        return f"TensorSource({self.name!r}, {self.dtype}, {self.shape})"
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    """numpy's name of a numeric dtype whatever its byte order ("float32"), else its spelling ("<U2")."""
+    return dtype.name if dtype.fields is None and dtype.kind in "biufc" else str(dtype)
+
+
 def load_state(path: PathLike) -> dict[str, np.ndarray]:
     """Read every tensor of a model file, in file order (safetensors files store them sorted)."""
+    with open_state(path) as state:
+        return {name: t.load() for name, t in state.items()}
+
+
+@contextlib.contextmanager
+def open_state(path: PathLike) -> Iterator[dict[str, TensorSource]]:
+    """The tensors of a model file, in file order, each read only when loaded.
+
+    Opening reads the file's headers (the .npy headers of an .npz, the JSON header of a
+    safetensors file, the pickle of a .pt file with its data memory-mapped) and checks them; the
+    tensors can be loaded until the context exits. Errors as for `load_state`.
+    """
     fmt = model_format(path)
     _check_readable(path)
-    if fmt == "npz":
-        return _load_npz(path)
-    if fmt == "safetensors":
-        return _load_safetensors(path)
-    return _load_torch(path)
+    opener = {"npz": _open_npz, "safetensors": _open_safetensors, "pt": _open_torch}[fmt]
+    with opener(path) as state:
+        yield state
 
 
 def save_state(state: Mapping[str, np.ndarray], path: PathLike, *, overwrite: bool = False) -> None:
@@ -108,6 +162,8 @@ def write_atomically(path: PathLike, write: Callable[[str], None], *, overwrite:
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a directory")
     if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise NotADirectoryError(f"{path}: {directory} is not a directory")
         raise FileNotFoundError(f"{path}: directory {directory} does not exist")
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
@@ -135,22 +191,71 @@ def write_atomically(path: PathLike, write: Callable[[str], None], *, overwrite:
 # --------------------------------------------------------------------------- .npz
 
 
-def _load_npz(path: PathLike) -> dict[str, np.ndarray]:
+# A deflated member cannot expand more than this (deflate's limit is about 1032:1).
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _npz_error(path: PathLike, problem) -> ValueError:
+    return ValueError(f"{path}: not a valid .npz file ({problem})")
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    return np.lib.format._read_array_header(f, version)  # 3.0 (UTF-8 field names): no public reader
+
+
+@contextlib.contextmanager
+def _open_npz(path: PathLike) -> Iterator[dict[str, TensorSource]]:
     # np.load would read anything else as a single .npy array or try to unpickle it.
     with open(path, "rb") as f:
         if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip's first entry, or an empty zip
-            raise ValueError(f"{path}: not a valid .npz file (not a zip archive)")
+            raise _npz_error(path, "not a zip archive")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            state = {}
-            for name in npz.files:
-                value = npz[name]
-                if not isinstance(value, np.ndarray):  # a zip member that is not a .npy file
-                    raise ValueError(f"member {name!r} is not a numpy array")
-                state[name] = value
-            return state
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a valid .npz file ({e})") from None
+        zf = zipfile.ZipFile(path)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise _npz_error(path, e) from None
+    with zf:
+        state: dict[str, TensorSource] = {}
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            if not info.filename.endswith(".npy"):
+                raise _npz_error(path, f"member {info.filename!r} is not a numpy array")
+            name = info.filename[:-4]
+            if name in state:
+                raise _npz_error(path, f"tensor {name!r} appears twice")
+            try:
+                with zf.open(info) as member:
+                    shape, fortran_order, dtype = _npy_header(member)
+                    header_len = member.tell()
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+                raise _npz_error(path, f"member {info.filename!r}: {e}") from None
+            if dtype.hasobject:
+                raise _npz_error(path, f"member {info.filename!r} holds Python objects (loading them needs pickle)")
+            # The header's size must be the member's, which cannot exceed what the file can hold:
+            # nothing is allocated for a shape the data does not back.
+            nbytes = math.prod(shape) * dtype.itemsize
+            stored = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type != zipfile.ZIP_STORED else 1)
+            if nbytes + header_len != info.file_size or info.file_size > stored + 1024:
+                raise _npz_error(path, f"member {info.filename!r}: shape {shape} of {dtype} does not match its "
+                                       f"{info.file_size} bytes")
+            state[name] = TensorSource(name, _dtype_name(dtype), shape, _npz_loader(path, zf, info))
+        yield state
+
+
+def _npz_loader(path: PathLike, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        try:
+            with zf.open(info) as member:
+                return np.lib.format.read_array(member, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise _npz_error(path, f"member {info.filename!r}: {e}") from None
+
+    return load
 
 
 def _save_npz(state: Mapping[str, np.ndarray], tmp: str) -> None:
@@ -176,30 +281,40 @@ def _safetensors_module():
     return safetensors.numpy
 
 
-def _safetensors_bfloat16(path: PathLike) -> str | None:
-    """The name of a bfloat16 tensor in a safetensors file, if its header lists one."""
-    import json
+_SAFETENSORS_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16",
+                      "U32": "uint32", "I32": "int32", "U64": "uint64", "I64": "int64", "F16": "float16",
+                      "F32": "float32", "F64": "float64", "BF16": "bfloat16"}
+
+
+@contextlib.contextmanager
+def _open_safetensors(path: PathLike) -> Iterator[dict[str, TensorSource]]:
+    _safetensors_module()
+    from safetensors import safe_open
 
     try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if n > os.path.getsize(path):
-                return None
-            header = json.loads(f.read(n))
-        return next((k for k, v in header.items() if isinstance(v, dict) and v.get("dtype") == "BF16"), None)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _load_safetensors(path: PathLike) -> dict[str, np.ndarray]:
-    st = _safetensors_module()
-    try:
-        return dict(st.load_file(path))
-    except Exception as e:  # the Rust extension raises its own SafetensorError, or TypeError
-        name = _safetensors_bfloat16(path)
-        if name is not None:
-            raise ValueError(f"{path}: tensor {name!r} is bfloat16, which is not supported yet") from None
+        handle = safe_open(os.fspath(path), framework="numpy")  # checks the header against the file size
+    except Exception as e:  # the Rust extension raises its own SafetensorError
         raise ValueError(f"{path}: not a valid safetensors file ({e})") from None
+    with handle as f:
+        state: dict[str, TensorSource] = {}
+        for name in f.keys():
+            info = f.get_slice(name)
+            code = info.get_dtype()
+            dtype = _SAFETENSORS_DTYPES.get(code, code.lower())
+            if dtype == "bfloat16":
+                raise ValueError(f"{path}: tensor {name!r} is bfloat16, which is not supported yet")
+            state[name] = TensorSource(name, dtype, info.get_shape(), _safetensors_loader(path, f, name))
+        yield state
+
+
+def _safetensors_loader(path: PathLike, f, name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        try:
+            return f.get_tensor(name)
+        except Exception as e:
+            raise ValueError(f"{path}: tensor {name!r} cannot be read ({e})") from None
+
+    return load
 
 
 def _save_safetensors(state: Mapping[str, np.ndarray], tmp: str) -> None:
@@ -221,29 +336,42 @@ def _torch(verb: str):
     return torch
 
 
-def _load_torch(path: PathLike) -> dict[str, np.ndarray]:
+@contextlib.contextmanager
+def _open_torch(path: PathLike) -> Iterator[dict[str, TensorSource]]:
     torch = _torch("reading")
+    # weights_only: a state dict needs no arbitrary unpickling, which could run code. mmap: the
+    # tensors' data is paged in when a tensor is converted, not read whole (zip-format files).
     try:
-        # weights_only: a state dict needs no arbitrary unpickling, which could run code.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a loadable PyTorch file ({e})") from None
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files
+        except Exception as e:
+            raise ValueError(f"{path}: not a loadable PyTorch file ({e})") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a state dict (or a dict with a 'state_dict' key), got {type(obj).__name__}")
-    state = {}
+    state: dict[str, TensorSource] = {}
     for name, value in obj.items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
         if value.dtype == torch.bfloat16:
             # numpy has no bfloat16; converting would silently change what is stored.
             raise ValueError(f"{path}: tensor {name!r} is bfloat16, which is not supported yet")
+        state[str(name)] = TensorSource(str(name), str(value.dtype).replace("torch.", ""), value.shape,
+                                        _torch_loader(path, str(name), value))
+    yield state
+
+
+def _torch_loader(path: PathLike, name: str, value) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
         try:
-            state[str(name)] = value.detach().cpu().contiguous().numpy()
+            return value.detach().cpu().contiguous().numpy()
         except (TypeError, RuntimeError) as e:
             raise ValueError(f"{path}: tensor {name!r} cannot be converted to numpy ({e})") from None
-    return state
+
+    return load
 
 
 def _save_torch(state: Mapping[str, np.ndarray], tmp: str) -> None:

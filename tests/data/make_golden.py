@@ -70,22 +70,27 @@ def dtypes(rng: np.random.Generator) -> None:
 
 
 def structures(rng: np.random.Generator) -> None:
-    # Arity 4 and multi-piece filters (small piece_keys), a 4-D tensor.
+    # Arity 4 and multi-piece filters (small piece_keys), a 4-D tensor, and a layer of many
+    # blocks (small block_keys) whose rows 10..29 are empty.
+    rows = rng.normal(0, 1, size=(100, 80)).astype(np.float32)
+    rows[10:30] = 0
     state = {
         "a4.weight": rng.normal(0, 1, size=(40, 30)).astype(np.float32),
         "conv.weight": rng.normal(0, 1, size=(8, 4, 3, 3)).astype(np.float32),
         "conv.bias": rng.normal(0, 1, size=8).astype(np.float32),
+        "rows.weight": rows,
     }
     layers = {
         "a4.weight": {"arity": 4, "piece_keys": 50, "cell_bits": 10, "seed": 3},
         "conv.weight": {"arity": 3, "piece_keys": 12, "cell_bits": 7, "seed": 4},
+        "rows.weight": {"arity": 3, "block_keys": 64, "cell_bits": 9, "seed": 5},
     }
     path = HERE / "structures.wl"
     compress(state, path, layers=layers, sparsity=0.85, clusters=16, overwrite=True)
     with open_container(path) as c:
         for name, options in layers.items():
             f = c.encoded_layer(name).filter
-            assert f.arity == options["arity"] and f.num_pieces > 1, (name, f)
+            assert f.arity == options["arity"] and (f.num_pieces > 1 or f.num_blocks > 10), (name, f)
     write_expected(path)
 
 
@@ -94,6 +99,8 @@ def main() -> None:
     basic(rng)
     dtypes(rng)
     structures(rng)
+    # v1_basic.wl (and its .expected.bin) is basic.wl as written in format version 1, kept as it
+    # was: readers must still decode it.
     for p in sorted(HERE.glob("*.wl")):
         print(f"{p.name}: {p.stat().st_size} bytes, expected {p.with_suffix('.expected.bin').stat().st_size} bytes")
 

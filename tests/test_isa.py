@@ -71,6 +71,20 @@ def test_every_isa_decodes_like_scalar(monkeypatch, shape, cell_bits):
     assert layer.decode().tobytes() == reference.tobytes()
 
 
+def test_decode_into_a_given_buffer():
+    layer = encode_layer(_layer((300, 257), seed=9), sparsity=0.9, clusters=16, cell_bits=9, seed=2)
+    expected = layer.decode(threads=1)
+    out = np.full((300, 257), np.nan, dtype=np.float32)
+    assert layer.decode(threads=2, out=out) is out
+    assert out.tobytes() == expected.tobytes()
+    for bad, match in [(np.zeros((257, 300), np.float32), "shape"), (np.zeros((300, 257)), "float32"),
+                       (np.zeros((300, 514), np.float32)[:, ::2], "contiguous")]:
+        with pytest.raises(ValueError, match=match):
+            layer.decode(out=bad)
+    with pytest.raises(ValueError, match="float32"):
+        layer.decode(dtype=np.float16, out=out)
+
+
 def test_large_layer_two_threads(monkeypatch):
     """Both threads' slices, against the scalar reference."""
     weights = _layer((2048, 1024), seed=5)

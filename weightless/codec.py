@@ -133,30 +133,43 @@ class EncodedLayer:
     def nbytes(self) -> int:
         return _HEADER.size + 8 * len(self.shape) + 4 * len(self.codebook) + self.filter.nbytes + 4
 
-    def decode(self, threads: Optional[int] = None, dtype=np.float32) -> np.ndarray:
+    def decode(self, threads: Optional[int] = None, dtype=np.float32, out: Optional[np.ndarray] = None) -> np.ndarray:
         """The tensor: the clustered kept weights, the false positives, zeros elsewhere.
 
         Decoded as float32; another floating `dtype` is converted a chunk at a time (float16
         rounds to nearest even), so the memory used is the output's plus a small constant.
         ValueError if the output would exceed `max_decode_bytes()`, before allocating it.
+        `out`: a writeable C-contiguous float32 array of the layer's shape to decode into (and
+        return) instead of a new one; a buffer already written skips a fresh allocation's page
+        faults, a large part of the time for a large layer.
         """
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"decode: dtype must be a floating dtype, got {dtype}")
+        threads = _threads(threads)
+        if out is not None:
+            if dtype != np.float32:
+                raise ValueError(f"decode: out is decoded as float32, not {dtype}")
+            if not isinstance(out, np.ndarray) or out.shape != self.shape:
+                raise ValueError(f"decode: out must be a numpy array of shape {self.shape}, "
+                                 f"got {getattr(out, 'shape', type(out).__name__)}")
+            if not out.flags.c_contiguous:  # reshape would decode into a copy
+                raise ValueError("decode: out must be C-contiguous")
+            self.filter.decode_weights(self.size, self.codebook, threads=threads, out=out.reshape(-1))
+            return out
         try:
             check_decode_size(self.size * dtype.itemsize)
         except ValueError as e:
             raise ValueError(f"shape {self.shape}: {e}") from None
-        threads = _threads(threads)
         if dtype == np.float32:
-            return self.filter._filter.decode_weights(self.size, self.codebook, threads).reshape(self.shape)
+            return self.filter.decode_weights(self.size, self.codebook, threads=threads).reshape(self.shape)
         out = np.empty(self.size, dtype=dtype)
+        k = len(self.codebook)
+        book = np.append(self.codebook, np.float32(0))
         for begin in range(0, self.size, _DECODE_CHUNK):
             end = min(begin + _DECODE_CHUNK, self.size)
             # The same values decode_weights gives: codebook[v] for a value v < clusters, else 0.
-            values = self.filter._filter.decode_range(begin, end)
-            k = len(self.codebook)
-            book = np.append(self.codebook, np.float32(0))
+            values = self.filter.lookup_range(begin, end)
             out[begin:end] = book[np.where((values >= 0) & (values < k), values, k)]
         return out.reshape(self.shape)
 
@@ -265,5 +278,5 @@ def encode_layer(
     f = BloomierFilter(positions.astype(np.uint64), clustering.codes, value_bits=r, cell_bits=cell_bits,
                        seed=seed, arity=arity, piece_keys=piece_keys, block_keys=block_keys,
                        threads=threads)
-    decoded_nonzero = f._filter.count_decoded(w.size, k, threads)
+    decoded_nonzero = f.count_decoded(w.size, k, threads=threads)
     return EncodedLayer(w.shape, clustering.codebook, f, decoded_nonzero - len(positions))

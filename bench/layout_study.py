@@ -13,10 +13,10 @@ single-thread time to decode every position to float32 into a buffer already wri
 """
 
 import argparse
-import time
 
 import numpy as np
 
+from reproduce_decode import best_of  # bench/ is on the path when this script runs
 from weightless import BloomierFilter, _core
 
 LAYOUTS = {
@@ -42,15 +42,6 @@ def layer_keys(rows, cols, density, empty_rows, rng):
     return np.concatenate(per_row).astype(np.uint64)
 
 
-def best_of(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
@@ -67,9 +58,8 @@ def main(argv=None):
         for layout, options in LAYOUTS.items():
             f = BloomierFilter(keys, values, value_bits=r, cell_bits=t, **options)
             factor = f.nbytes * 8 / (len(keys) * t)
-            core = f._filter
-            core.decode_weights(rows * cols, codebook, 1)  # warm
-            seconds = best_of(lambda: core.decode_weights(rows * cols, codebook, 1), args.repeats)
+            f.decode_weights(rows * cols, codebook, threads=1)  # warm
+            seconds = best_of(lambda: f.decode_weights(rows * cols, codebook, threads=1), args.repeats)
             print(f"{name:<22} {len(keys):>9} {layout:<12} {f.num_pieces:>6} {f.num_blocks:>6} {factor:>7.4f} "
                   f"{seconds * 1e3:>8.2f} ms", flush=True)
 

@@ -2,9 +2,10 @@
 // functions in this file are compiled for AVX2 (target attribute); dispatch.cpp calls them only
 // on a CPU that has it.
 //
-// Measured on a 2-core Xeon (Sapphire Rapids class), 1M-key pieces: the hashing costs ~1.3 ns
-// per position, the table reads the rest; software prefetching a block ahead, unrolling and
-// streaming stores did not help, narrower table copies (RunCells) and register codebooks did.
+// Measured on a 2-core Xeon (Sapphire Rapids class): with blocks keeping the cells read in cache,
+// about half the time is the three gathers and half the hashing and the store; software
+// prefetching, unrolling and streaming stores did not help, narrower table copies (RunCells) and
+// register codebooks did.
 #include "decode.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

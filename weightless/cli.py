@@ -14,9 +14,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
 
 from . import __version__
+
+if TYPE_CHECKING:  # the commands import their modules when they run, so `--help` stays fast
+    from .container import CompressionReport
 
 
 class CliError(Exception):
@@ -30,16 +33,22 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    # argparse prints the usage and exits with 2; the CLI's contract is one line and exit code 1.
-    # Subparsers inherit this class (add_subparsers uses the parent's class).
-    def error(self, message: str):
+    # argparse prints the whole usage and exits; the CLI's contract is one line, then exit code 2
+    # (argparse's, and the usual one for a usage error). Subparsers inherit this class
+    # (add_subparsers uses the parent's class).
+    def error(self, message: str) -> NoReturn:
         raise _UsageError(self.prog, message)
+
+
+#: Exit codes: 1 for a failure of the work, 2 for a command line that cannot be run, 141 (128 +
+#: SIGPIPE) when the reader of stdout went away, as a tool killed by SIGPIPE would report.
+EXIT_FAILURE, EXIT_USAGE, EXIT_BROKEN_PIPE = 1, 2, 141
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="weightless", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"weightless {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_compress(sub)
     _add_decompress(sub)
     _add_inspect(sub)
@@ -54,21 +63,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parser.parse_args(argv)
     except _UsageError as e:
-        print(f"{e.prog}: error: {_one_line(e)}", file=sys.stderr)
-        return 1
+        print(f"{e.prog}: error: {_one_line(e)} (see '{e.prog} --help')", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command is None:  # bare `weightless`
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     try:
         args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (CliError, ValueError, OSError, ImportError) as e:
         print(f"weightless {args.command}: error: {_one_line(e)}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     except MemoryError as e:
         print(f"weightless {args.command}: error: out of memory{f' ({_one_line(e)})' if str(e) else ''}",
               file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"weightless {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail on the closed pipe
+    again (Python's documented recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured in tests)
+        pass
+
+
+def _warn(command: str, message: str) -> None:
+    print(f"weightless {command}: warning: {message}", file=sys.stderr)
 
 
 def _one_line(e: Exception) -> str:
@@ -84,8 +114,18 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.abspath(a) == os.path.abspath(b)
 
 
+def _check_input(path: str) -> None:
+    """The input exists and is a file: checked before anything about the output."""
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CliError(f"{path}: is a directory, not a model file")
+
+
 def _check_output(input_path: str, output: str, force: bool) -> None:
-    """Errors that are cheap to find before any work: the output is the input, or exists."""
+    """Errors that are cheap to find before any work: the input is missing, the output is the
+    input, or exists."""
+    _check_input(input_path)
     if _same_file(input_path, output):
         raise CliError(f"the output {output} is the input file")
     if os.path.isdir(output):
@@ -123,12 +163,13 @@ def _add_compress(sub) -> None:
                                    "Weightless and store every other tensor exactly, in one .wl file.")
     p.add_argument("input", help="the model file")
     p.add_argument("-o", "--output", required=True, help="the .wl file to write")
-    p.add_argument("--layers", nargs="+", metavar="NAME",
-                   help="tensors to encode, named after the input (default: floating tensors with 2 or more "
-                        "dimensions and at least 1024 elements)")
+    p.add_argument("--layers", nargs="+", action="extend", metavar="NAME",
+                   help="tensors to encode, by name or glob pattern ('fc*.weight'); may be repeated (default: "
+                        "floating tensors with 2 or more dimensions and at least 1024 elements)")
     prune = p.add_mutually_exclusive_group()
     prune.add_argument("--sparsity", type=float, metavar="S",
-                       help="fraction of each layer's weights to prune, in [0, 1]")
+                       help="fraction of each layer's weights to prune, in [0, 1) (default: none, "
+                            "which the command warns about)")
     prune.add_argument("--threshold", type=float, metavar="X", help="prune the weights with |w| <= X")
     p.add_argument("--clusters", type=int, metavar="K", help="k-means clusters per layer (default 16)")
     cells = p.add_mutually_exclusive_group()
@@ -155,26 +196,71 @@ def _want_progress(args: argparse.Namespace) -> bool:
     return True
 
 
+# Above this expected fraction of zero weights read back as spurious weights, the command warns;
+# at or above the second, it refuses (most of the pruned weights would come back nonzero).
+_WARN_FP_RATE, _REFUSE_FP_RATE = 1 / 8, 1 / 2
+
+
+def _check_compress_settings(args: argparse.Namespace) -> list[str]:
+    """Refuse (CliError) settings that cannot be meant; return warnings for doubtful ones."""
+    from .codec import choose_cell_bits
+
+    warnings = []
+    if args.sparsity is not None:
+        if not 0.0 <= args.sparsity < 1.0:
+            raise CliError(f"--sparsity {args.sparsity:g}: must be in [0, 1) "
+                           f"({'1 prunes every weight' if args.sparsity == 1 else 'a fraction of the weights'})")
+        if args.sparsity == 0.0:
+            warnings.append("--sparsity 0 prunes nothing: every weight is kept and stored in the filter")
+    elif args.threshold is None:
+        warnings.append("neither --sparsity nor --threshold given: nothing is pruned, so every weight is kept "
+                        "and stored in the filter (try --sparsity 0.9)")
+    if args.threshold is not None and not args.threshold >= 0.0:
+        raise CliError(f"--threshold {args.threshold:g}: must be at least 0")
+    clusters = 16 if args.clusters is None else args.clusters
+    if clusters < 1:
+        raise CliError(f"--clusters {clusters}: must be at least 1")
+    if args.cell_bits is not None:
+        rate, flag = clusters / 2.0**args.cell_bits, f"--cell-bits {args.cell_bits}"
+    elif args.fp_rate is not None:
+        if not 0.0 < args.fp_rate < 1.0:
+            raise CliError(f"--fp-rate {args.fp_rate:g}: must be in (0, 1)")
+        rate, flag = args.fp_rate, f"--fp-rate {args.fp_rate:g}"
+    else:
+        return warnings
+    suggestion = choose_cell_bits(clusters, 1 / 64)
+    if rate >= _REFUSE_FP_RATE:
+        raise CliError(f"{flag} with {clusters} clusters: {min(rate, 1.0):.0%} of the pruned weights would read "
+                       f"back as nonzero (use --cell-bits {suggestion} or more, or --fp-rate 0.01)")
+    if rate > _WARN_FP_RATE:
+        warnings.append(f"{flag} with {clusters} clusters: about {rate:.0%} of the pruned weights will read back "
+                        f"as nonzero (--cell-bits {suggestion} gives 1/64)")
+    return warnings
+
+
 def _run_compress(args: argparse.Namespace) -> None:
     from .container import compress
 
     _check_output(args.input, args.output, args.force)
     if not args.output.lower().endswith(".wl"):
         raise CliError(f"the output {args.output} must end in .wl")
+    # Refusals now, before any work; warnings after the report, so that a failure stays one line.
+    warnings = _check_compress_settings(args)
     names = ("sparsity", "threshold", "clusters", "cell_bits", "fp_rate", "seed", "arity", "threads")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     report = compress(args.input, args.output, layers=args.layers, overwrite=args.force,
                       progress=_want_progress(args), **options)
     if args.json:
         print(json.dumps(_compress_json(report), indent=2))
+        _warn_after_compress(warnings, report)
         return
     rows = []
     for e in report.encoded:
         rows.append([e.name, _shape(e.shape), f"{_density(e):.2%}", str(e.cell_bits), f"{e.nbytes:,}",
                      f"{e.false_positives:,} ({_expected_false_positives(e):,.0f})",
-                     _fmt_factor(_factor(4 * e.size, e.nbytes))])
+                     _fmt_factor(_factor(e.original_nbytes, e.nbytes))])
     if rows:
-        _print_table(["layer", "shape", "density", "t", "bytes", "false pos. (expected)", "vs float32"], rows)
+        _print_table(["layer", "shape", "density", "t", "bytes", "false pos. (expected)", "vs input"], rows)
     else:
         print("no layer was encoded (every tensor is stored as it is)")
     raw = [e for e in report.tensors if e.kind == "raw"]
@@ -182,6 +268,14 @@ def _run_compress(args: argparse.Namespace) -> None:
         print(f"{len(raw)} other tensor(s) stored exactly: {sum(e.nbytes for e in raw):,} bytes")
     print(f"total: {report.original_bytes:,} bytes -> {report.compressed_bytes:,} bytes "
           f"({_fmt_factor(_factor(report.original_bytes, report.compressed_bytes))}), wrote {report.path}")
+    _warn_after_compress(warnings, report)
+
+
+def _warn_after_compress(warnings: list[str], report: CompressionReport) -> None:
+    warnings = warnings + [f"layer {e.name}: every weight was pruned; it decodes to zeros and false positives"
+                           for e in report.encoded if e.kept == 0]
+    for message in warnings:
+        _warn("compress", message)
 
 
 def _density(e) -> float:
@@ -210,7 +304,7 @@ def _entry_json(e) -> dict[str, Any]:
         d.update(density=_density(e), kept=e.kept, clusters=e.clusters, cell_bits=e.cell_bits,
                  bits_per_kept_weight=_factor(8 * e.nbytes, e.kept), false_positives=e.false_positives,
                  expected_false_positives=_expected_false_positives(e),
-                 compression_vs_float32=_factor(4 * e.size, e.nbytes), options=e.options)
+                 compression_vs_input=_factor(e.original_nbytes, e.nbytes), options=e.options)
     return d
 
 
@@ -285,6 +379,7 @@ def _baselines(layer) -> dict[str, int]:
 def _run_inspect(args: argparse.Namespace) -> None:
     from .container import open_container
 
+    _check_input(args.input)
     layers = []
     with open_container(args.input) as c:
         for e in c.tensors:
@@ -304,7 +399,7 @@ def _run_inspect(args: argparse.Namespace) -> None:
         return
 
     header = ["tensor", "shape", "dtype", "kind", "density", "k", "t", "bytes", "bits/kept", "false pos.",
-              "vs float32"]
+              "vs input"]
     if args.baselines:
         header += ["Deep Compr.", "CSR+zstd"]
     rows = []
@@ -318,7 +413,7 @@ def _run_inspect(args: argparse.Namespace) -> None:
                f"{d['nbytes']:,}",
                f"{bits:.2f}" if bits is not None else "-",
                f"{d['false_positives']:,}" if enc else "-",
-               _fmt_factor(d.get("compression_vs_float32"))]
+               _fmt_factor(d.get("compression_vs_input"))]
         if args.baselines:
             b = d.get("baselines")
             row += [f"{b['deep_compression_bytes']:,}", f"{b['csr_zstd_bytes']:,}"] if b else ["-", "-"]

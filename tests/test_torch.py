@@ -14,6 +14,8 @@ from torch import nn  # noqa: E402
 import weightless  # noqa: E402
 import weightless.torch as wt  # noqa: E402
 from weightless.prune import prune_mask  # noqa: E402
+from weightless.torch.algorithm import _encode_best_seed  # noqa: E402
+from weightless.torch.training import _trainable_suffix  # noqa: E402
 
 
 def mlp(seed: int = 0) -> nn.Sequential:
@@ -217,7 +219,7 @@ def test_retraining_a_sequential_with_a_frozen_prefix_matches_the_plain_loop():
     for p in a.fc1.parameters():
         p.requires_grad_(False)
     b = Wrapped(copy.deepcopy(a))
-    assert wt._trainable_suffix(a)[0] is not None and wt._trainable_suffix(b)[0] is None
+    assert _trainable_suffix(a)[0] is not None and _trainable_suffix(b)[0] is None
     la = wt.train(a, x, y, epochs=2, batch_size=32, seed=5)
     lb = wt.train(b, x, y, epochs=2, batch_size=32, seed=5)
     assert la == pytest.approx(lb, rel=1e-5)
@@ -282,7 +284,7 @@ def test_filter_seed_search_keeps_the_least_harmful_filter_and_leaves_the_weight
     wt.bake(model)
     clustered = model.fc1.weight.detach().clone()
     spec = wt.LayerSpec("fc1", clusters=4, cell_bits=4, filter_seeds=6, seed=10)
-    layer, options, _ = wt._encode_best_seed(model, spec, x, y)
+    layer, options, _ = _encode_best_seed(model, spec, x, y)
     assert torch.equal(model.fc1.weight, clustered)  # the search leaves the model as it was
     assert 10 <= options["seed"] < 16
     losses = {}

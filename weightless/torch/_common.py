@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Callable, Union, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 StepCallback = Callable[[int, int], None]
@@ -24,6 +25,28 @@ def _module(model: nn.Module, name: str) -> nn.Module:
     if not _has_weight(m):
         raise ValueError(f"layer {name!r} ({type(m).__name__}) has no floating weight of 2 or more dimensions")
     return m
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """`module.weight` (a parameter, or the value its parametrizations compute) as a tensor.
+
+    nn.Module's attribute lookup is typed `Tensor | Module`; this is the one place that narrows
+    it. Every layer `_module` returns passes the check.
+    """
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__}.weight is a {type(weight).__name__}, not a tensor")
+    return weight
+
+
+def _weight_parametrizations(module: nn.Module) -> parametrize.ParametrizationList:
+    """The parametrizations of `module.weight`, which must be parametrized.
+
+    torch.nn.utils.parametrize keeps them in a ModuleDict `module.parametrizations`, one
+    ParametrizationList per tensor; the casts only restate that for the type checker.
+    """
+    parametrizations = cast(nn.ModuleDict, module.parametrizations)
+    return cast(parametrize.ParametrizationList, parametrizations["weight"])
 
 
 def _has_weight(m: nn.Module) -> bool:

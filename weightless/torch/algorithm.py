@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..codec import EncodedLayer, encode_layer
-from ._common import ArrayLike, _as_tensor, _check_density, _forward_batched, _module
+from ._common import ArrayLike, _as_tensor, _check_density, _forward_batched, _module, _weight, _weight_parametrizations
 from .masks import bake, magnitude_prune
 from .sharing import SharedWeight, cluster_layer
 from .training import evaluate, train
@@ -47,7 +47,7 @@ class LayerSpec:
     filter_seeds: int = 1
     seed: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.arity not in (3, 4, "best"):
             raise ValueError(f"arity must be 3, 4 or 'best', got {self.arity!r}")
         if self.cell_bits is not None and self.fp_rate is not None:
@@ -95,7 +95,7 @@ def encode_module(model: nn.Module, name: str, *, clusters: Optional[int] = None
     Returns (layer, options for `encode_layer` / `compress`, the weight as numpy).
     """
     module = _module(model, name)
-    w = module.weight.detach().cpu().numpy().astype(np.float32, copy=True)
+    w = _weight(module).detach().cpu().numpy().astype(np.float32, copy=True)
     distinct = int(np.unique(w[w != 0]).size)
     if clusters is None:
         clusters = max(distinct, 1)
@@ -105,7 +105,7 @@ def encode_module(model: nn.Module, name: str, *, clusters: Optional[int] = None
     arities = (3, 4) if arity == "best" else (arity,)
     best: Optional[tuple[EncodedLayer, dict[str, Any]]] = None
     for a in arities:
-        options = dict(clusters=int(clusters), seed=int(seed), arity=int(a))
+        options: dict[str, Any] = dict(clusters=int(clusters), seed=int(seed), arity=int(a))
         if cell_bits is not None:
             options["cell_bits"] = int(cell_bits)
         elif fp_rate is not None:
@@ -137,7 +137,7 @@ def _is_parametrization_original_of_shared(model: nn.Module, pname: str) -> bool
     if not pname.endswith(".parametrizations.weight.original"):
         return False
     module = model.get_submodule(pname[: -len(".parametrizations.weight.original")])
-    return any(isinstance(p, SharedWeight) for p in module.parametrizations.weight)
+    return any(isinstance(p, SharedWeight) for p in _weight_parametrizations(module))
 
 
 def algorithm1(
@@ -183,7 +183,8 @@ def algorithm1(
     say = log or (lambda message: None)
 
     def acc() -> Optional[float]:
-        return None if x_eval is None else evaluate(model, x_eval, y_eval)
+        # Both or neither (checked above); testing both lets the type checker see it.
+        return None if x_eval is None or y_eval is None else evaluate(model, x_eval, y_eval)
 
     results: list[LayerResult] = []
     encoded_names: list[str] = []
@@ -194,9 +195,8 @@ def algorithm1(
             magnitude_prune(model, {spec.name: spec.density})
             _train_unfrozen(model, encoded_names, x_train, y_train, spec.prune_epochs, lr, batch_size, step_seed,
                             progress, f"prune {spec.name}")
-        cluster_layer(model, spec.name, spec.clusters, seed=spec.seed)
+        shared = cluster_layer(model, spec.name, spec.clusters, seed=spec.seed)
         _freeze_through(model, spec.name)
-        shared = _module(model, spec.name).parametrizations.weight[0]
         shared.centroids.requires_grad_(True)
         if spec.finetune_epochs and any(p.requires_grad for p in model.parameters()):
             train(model, x_train, y_train, epochs=spec.finetune_epochs, lr=spec.finetune_lr or lr,
@@ -208,7 +208,7 @@ def algorithm1(
                                                       y_train[:selection_samples])
         module = _module(model, spec.name)
         with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(layer.decode()))
+            _weight(module).copy_(torch.from_numpy(layer.decode()))
         _freeze_through(model, spec.name)
         accuracy_encoded = acc()
         say(f"{spec.name}: {layer.kept} kept ({layer.kept / layer.size:.2%}), {len(layer.codebook)} clusters, "
@@ -247,7 +247,7 @@ def _encode_best_seed(model: nn.Module, spec: LayerSpec, x: ArrayLike, y: ArrayL
     the smallest encoding wins, and among equal sizes the lowest training loss with the decoded
     weight in place (the false positives included). The model's weight is left as it was."""
     module = _module(model, spec.name)
-    original = module.weight.detach().clone()
+    original = _weight(module).detach().clone()
     arities = (3, 4) if spec.arity == "best" else (spec.arity,)
     seeds = range(spec.seed, spec.seed + int(spec.filter_seeds))
     if len(arities) * len(seeds) == 1:
@@ -257,25 +257,27 @@ def _encode_best_seed(model: nn.Module, spec: LayerSpec, x: ArrayLike, y: ArrayL
     y = _as_tensor(y, torch.long)
     prefix, rest = _split_before(model, spec.name)
     inputs = _forward_batched(prefix, x) if prefix is not None else x
-    best = None
+    best: Optional[tuple[tuple[int, float], tuple[EncodedLayer, dict[str, Any], np.ndarray]]] = None
     try:
         for arity in arities:
             for seed in seeds:
-                module.weight.copy_(original)  # encode the clustered weight, not the last decoded one
+                _weight(module).copy_(original)  # encode the clustered weight, not the last decoded one
                 layer, options, clustered = encode_module(model, spec.name, clusters=spec.clusters,
                                                           cell_bits=spec.cell_bits, fp_rate=spec.fp_rate,
                                                           arity=arity, seed=seed)
-                module.weight.copy_(torch.from_numpy(layer.decode()))
+                _weight(module).copy_(torch.from_numpy(layer.decode()))
                 loss = float(nn.functional.cross_entropy(_forward_batched(rest, inputs), y))
                 key = (layer.nbytes, loss)
                 if best is None or key < best[0]:
                     best = (key, (layer, options, clustered))
     finally:
-        module.weight.copy_(original)
+        _weight(module).copy_(original)
+    assert best is not None  # at least two candidates were tried
     return best[1]
 
 
-def _train_unfrozen(model, encoded_names, x, y, epochs, lr, batch_size, seed, progress, desc) -> None:
+def _train_unfrozen(model: nn.Module, encoded_names: Sequence[str], x: ArrayLike, y: ArrayLike, epochs: int, lr: float,
+                    batch_size: int, seed: int, progress: bool, desc: str) -> None:
     """Train every parameter except those of already encoded layers."""
     if not epochs:
         return

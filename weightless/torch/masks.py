@@ -9,12 +9,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..prune import prune_mask
-from ._common import _check_density, _module
+from ._common import _check_density, _module, _weight, _weight_parametrizations
 
 
 def density(model: nn.Module, name: str) -> float:
     """Fraction of nonzero entries of a layer's (effective, masked) weight."""
-    w = _module(model, name).weight
+    w = _weight(_module(model, name))
     return float(torch.count_nonzero(w)) / w.numel()
 
 
@@ -27,6 +27,8 @@ class MaskedWeight(nn.Module):
     to every original weight, pruned ones included, so a pruned weight keeps learning and can be
     spliced back when its magnitude grows past the splicing threshold.
     """
+
+    mask: torch.Tensor  # a buffer, so that it follows the module's .to() and state_dict
 
     def __init__(self, mask: torch.Tensor, straight_through: bool = False):
         super().__init__()
@@ -44,7 +46,7 @@ class MaskedWeight(nn.Module):
 def _mask_of(module: nn.Module) -> Optional[MaskedWeight]:
     if not parametrize.is_parametrized(module, "weight"):
         return None
-    for p in module.parametrizations.weight:
+    for p in _weight_parametrizations(module):
         if isinstance(p, MaskedWeight):
             return p
     return None
@@ -53,8 +55,8 @@ def _mask_of(module: nn.Module) -> Optional[MaskedWeight]:
 def _original(module: nn.Module) -> torch.Tensor:
     """The trainable tensor behind `module.weight` (the parametrization's original, if any)."""
     if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original
-    return module.weight
+        return _weight_parametrizations(module).original
+    return _weight(module)
 
 
 def _set_mask(module: nn.Module, mask: torch.Tensor, straight_through: bool) -> MaskedWeight:
@@ -78,12 +80,12 @@ def magnitude_prune(model: nn.Module, densities: Mapping[str, float]) -> dict[st
     selection is `weightless.prune.prune_mask`, the same as `weightless compress --sparsity`.
     Returns name -> mask.
     """
-    masks = {}
+    masks: dict[str, torch.Tensor] = {}
     for name, d in densities.items():
         module = _module(model, name)
         d = _check_density(name, d)
         with torch.no_grad():
-            w = module.weight.detach().cpu().numpy()
+            w = _weight(module).detach().cpu().numpy()
         mask = torch.from_numpy(prune_mask(w, sparsity=1.0 - d))
         _set_mask(module, mask, straight_through=False)
         masks[name] = mask
@@ -98,10 +100,10 @@ def keep_sparsity(model: nn.Module, names: Sequence[str]) -> dict[str, float]:
     module shares torch's generated class, and baking one copy breaks the other. Returns the
     layers' densities.
     """
-    out = {}
+    out: dict[str, float] = {}
     for name in names:
         module = _module(model, name)
-        mask = module.weight.detach() != 0
+        mask = _weight(module).detach() != 0
         _set_mask(module, mask, straight_through=False)
         out[name] = float(mask.float().mean())
     return out
@@ -117,4 +119,4 @@ def bake(model: nn.Module, names: Optional[Sequence[str]] = None) -> None:
         if parametrize.is_parametrized(module, "weight"):
             requires_grad = _original(module).requires_grad
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-            module.weight.requires_grad_(requires_grad)
+            _weight(module).requires_grad_(requires_grad)

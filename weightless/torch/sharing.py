@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..cluster import kmeans_1d
-from ._common import _module
+from ._common import _module, _weight
 from .masks import bake
 
 
@@ -20,6 +20,10 @@ class SharedWeight(nn.Module):
     Compression's centroid fine-tuning; the codes never change. The parametrized tensor's own
     original value is ignored.
     """
+
+    # Buffers, so that they follow the module's .to() and state_dict.
+    codes: torch.Tensor
+    mask: torch.Tensor
 
     def __init__(self, codes: torch.Tensor, mask: torch.Tensor, centroids: torch.Tensor):
         super().__init__()
@@ -41,7 +45,7 @@ def cluster_layer(model: nn.Module, name: str, clusters: int, *, seed: int = 0, 
     """
     module = _module(model, name)
     bake(model, [name])
-    w = module.weight.detach()
+    w = _weight(module).detach()
     mask = w != 0
     if not bool(mask.any()):
         raise ValueError(f"layer {name!r} has no nonzero weight to cluster")
@@ -49,6 +53,6 @@ def cluster_layer(model: nn.Module, name: str, clusters: int, *, seed: int = 0, 
     codes = torch.zeros(w.shape, dtype=torch.long)
     codes[mask] = torch.from_numpy(c.codes.astype(np.int64))
     p = SharedWeight(codes, mask, torch.from_numpy(c.codebook))
-    module.weight.requires_grad_(False)
+    _weight(module).requires_grad_(False)
     parametrize.register_parametrization(module, "weight", p)
     return p

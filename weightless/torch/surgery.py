@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..prune import prune_mask
-from ._common import _check_density, _module
+from ._common import _check_density, _module, _weight
 from .masks import MaskedWeight, _mask_of, _original, _set_mask
 
 
@@ -53,7 +53,7 @@ class DynamicSurgery:
         for name in self.targets:
             module = _module(model, name)
             existing = _mask_of(module)
-            mask = existing.mask.clone() if existing is not None else torch.ones_like(module.weight, dtype=torch.bool)
+            mask = existing.mask.clone() if existing is not None else torch.ones_like(_weight(module), dtype=torch.bool)
             self._start[name] = float(mask.float().mean())
             self.masks[name] = _set_mask(module, mask, straight_through=True)
 

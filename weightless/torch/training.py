@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 import torch
 from torch import nn
@@ -33,7 +33,17 @@ def _trainable_suffix(model: nn.Module) -> tuple[Optional[nn.Module], nn.Module]
     return nn.Sequential(*children[:cut]), nn.Sequential(*children[cut:])
 
 
-def _progress_bar(total: int, desc: str, enabled: bool):
+class _ProgressBar(Protocol):
+    """What `train` uses of a tqdm bar (tqdm ships no type information)."""
+
+    def update(self, n: int = 1) -> object: ...
+
+    def set_postfix(self, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, desc: str, enabled: bool) -> Optional[_ProgressBar]:
     if not enabled:
         return None
     try:

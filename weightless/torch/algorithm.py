@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,14 +37,14 @@ class LayerSpec:
 
     name: str
     clusters: int = 16
-    cell_bits: Optional[int] = None
-    fp_rate: Optional[float] = None
-    arity: Union[int, str] = 3
-    density: Optional[float] = None
+    cell_bits: int | None = None
+    fp_rate: float | None = None
+    arity: int | str = 3
+    density: float | None = None
     prune_epochs: int = 1
     finetune_epochs: int = 1
     retrain_epochs: int = 2
-    finetune_lr: Optional[float] = None
+    finetune_lr: float | None = None
     filter_seeds: int = 1
     seed: int = 0
 
@@ -71,9 +72,9 @@ class LayerResult:
     encoded: EncodedLayer
     options: dict[str, Any]
     clustered: np.ndarray = field(repr=False)
-    accuracy_clustered: Optional[float] = None  # after clustering and centroid fine-tuning
-    accuracy_encoded: Optional[float] = None  # with the decoded weight, before retraining
-    accuracy_retrained: Optional[float] = None  # after retraining the later layers
+    accuracy_clustered: float | None = None  # after clustering and centroid fine-tuning
+    accuracy_encoded: float | None = None  # with the decoded weight, before retraining
+    accuracy_retrained: float | None = None  # after retraining the later layers
 
     @property
     def weight_name(self) -> str:
@@ -84,8 +85,8 @@ class LayerResult:
         return self.encoded.kept / self.encoded.size
 
 
-def encode_module(model: nn.Module, name: str, *, clusters: Optional[int] = None, cell_bits: Optional[int] = None,
-                  fp_rate: Optional[float] = None, arity: Union[int, str] = 3, seed: int = 0
+def encode_module(model: nn.Module, name: str, *, clusters: int | None = None, cell_bits: int | None = None,
+                  fp_rate: float | None = None, arity: int | str = 3, seed: int = 0
                   ) -> tuple[EncodedLayer, dict[str, Any], np.ndarray]:
     """Encode a layer's current (pruned, clustered) weight with the core, without changing the model.
 
@@ -103,7 +104,7 @@ def encode_module(model: nn.Module, name: str, *, clusters: Optional[int] = None
         raise ValueError(f"layer {name!r} has {distinct} distinct nonzero weights, more than clusters={clusters}: "
                          "cluster it first (cluster_layer)")
     arities = (3, 4) if arity == "best" else (arity,)
-    best: Optional[tuple[EncodedLayer, dict[str, Any]]] = None
+    best: tuple[EncodedLayer, dict[str, Any]] | None = None
     for a in arities:
         options: dict[str, Any] = dict(clusters=int(clusters), seed=int(seed), arity=int(a))
         if cell_bits is not None:
@@ -146,14 +147,14 @@ def algorithm1(
     x_train: ArrayLike,
     y_train: ArrayLike,
     *,
-    x_eval: Optional[ArrayLike] = None,
-    y_eval: Optional[ArrayLike] = None,
+    x_eval: ArrayLike | None = None,
+    y_eval: ArrayLike | None = None,
     lr: float = 1e-3,
     batch_size: int = 128,
     seed: int = 0,
     selection_samples: int = 10000,
     progress: bool = False,
-    log: Optional[Callable[[str], None]] = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[LayerResult]:
     """The paper's Algorithm 1, layer by layer in the given order.
 
@@ -182,7 +183,7 @@ def algorithm1(
         raise ValueError("give both x_eval and y_eval, or neither")
     say = log or (lambda message: None)
 
-    def acc() -> Optional[float]:
+    def acc() -> float | None:
         # Both or neither (checked above); testing both lets the type checker see it.
         return None if x_eval is None or y_eval is None else evaluate(model, x_eval, y_eval)
 
@@ -229,7 +230,7 @@ def algorithm1(
     return results
 
 
-def _split_before(model: nn.Module, name: str) -> tuple[Optional[nn.Module], nn.Module]:
+def _split_before(model: nn.Module, name: str) -> tuple[nn.Module | None, nn.Module]:
     """(the children before layer `name`, the rest) of an nn.Sequential with `name` as a direct
     child; (None, model) otherwise. Lets a seed search compute the layer's input only once."""
     if isinstance(model, nn.Sequential):
@@ -257,7 +258,7 @@ def _encode_best_seed(model: nn.Module, spec: LayerSpec, x: ArrayLike, y: ArrayL
     y = _as_tensor(y, torch.long)
     prefix, rest = _split_before(model, spec.name)
     inputs = _forward_batched(prefix, x) if prefix is not None else x
-    best: Optional[tuple[tuple[int, float], tuple[EncodedLayer, dict[str, Any], np.ndarray]]] = None
+    best: tuple[tuple[int, float], tuple[EncodedLayer, dict[str, Any], np.ndarray]] | None = None
     try:
         for arity in arities:
             for seed in seeds:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +23,8 @@ def _state_numpy(model: nn.Module) -> dict[str, np.ndarray]:
     return state
 
 
-def export_wl(model: nn.Module, results: Sequence[LayerResult], path: Union[str, os.PathLike], *,
-              overwrite: bool = False, raw_dtype: Optional[str] = None) -> CompressionReport:
+def export_wl(model: nn.Module, results: Sequence[LayerResult], path: str | os.PathLike, *,
+              overwrite: bool = False, raw_dtype: str | None = None) -> CompressionReport:
     """Write the model as a .wl whole-model file with `weightless.compress` (the CLI's container).
 
     The encoded layers are stored as their filters (each re-encoded from its clustered weight
@@ -58,7 +59,7 @@ def export_wl(model: nn.Module, results: Sequence[LayerResult], path: Union[str,
     return report
 
 
-def load_wl(model: nn.Module, path: Union[str, os.PathLike]) -> nn.Module:
+def load_wl(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a .wl file (decoded by `weightless.decompress`) into a model with the same state keys."""
     state = decompress(path)
     ours = model.state_dict()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -43,7 +43,7 @@ class MaskedWeight(nn.Module):
         return kept + (original - original.detach()) * (~self.mask)
 
 
-def _mask_of(module: nn.Module) -> Optional[MaskedWeight]:
+def _mask_of(module: nn.Module) -> MaskedWeight | None:
     if not parametrize.is_parametrized(module, "weight"):
         return None
     for p in _weight_parametrizations(module):
@@ -109,7 +109,7 @@ def keep_sparsity(model: nn.Module, names: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def bake(model: nn.Module, names: Optional[Sequence[str]] = None) -> None:
+def bake(model: nn.Module, names: Sequence[str] | None = None) -> None:
     """Remove the parametrizations (masks, shared weights) of the named layers (default: all),
     leaving each weight as a plain parameter holding its current masked / shared value."""
     if names is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -11,7 +11,7 @@ from torch import nn
 from ._common import ArrayLike, StepCallback, _as_tensor, _forward_batched
 
 
-def _trainable_suffix(model: nn.Module) -> tuple[Optional[nn.Module], nn.Module]:
+def _trainable_suffix(model: nn.Module) -> tuple[nn.Module | None, nn.Module]:
     """(frozen prefix, rest) of an nn.Sequential whose first children hold no trainable
     parameter and behave the same in train and eval mode; (None, model) otherwise.
 
@@ -25,7 +25,8 @@ def _trainable_suffix(model: nn.Module) -> tuple[Optional[nn.Module], nn.Module]
     for child in children:
         if any(p.requires_grad for p in child.parameters()):
             break
-        if any(isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)) for m in child.modules()):
+        mode_dependent = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+        if any(isinstance(m, mode_dependent) for m in child.modules()):
             break
         cut += 1
     if cut == 0 or cut == len(children):
@@ -43,7 +44,7 @@ class _ProgressBar(Protocol):
     def close(self) -> None: ...
 
 
-def _progress_bar(total: int, desc: str, enabled: bool) -> Optional[_ProgressBar]:
+def _progress_bar(total: int, desc: str, enabled: bool) -> _ProgressBar | None:
     if not enabled:
         return None
     try:
@@ -63,7 +64,7 @@ def train(
     batch_size: int = 128,
     seed: int = 0,
     weight_decay: float = 0.0,
-    on_step: Optional[StepCallback] = None,
+    on_step: StepCallback | None = None,
     progress: bool = False,
     desc: str = "train",
 ) -> list[float]:

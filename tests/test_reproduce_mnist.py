@@ -52,7 +52,8 @@ def test_accuracies_are_those_of_the_files(quick_run):
     restored = wt.load_wl(wt.lenet_300_100(), out / r["wl"]["file"])
     assert wt.evaluate(restored, x_test, y_test) == r["wl"]["accuracy_from_file"]
     assert r["wl"]["accuracy_from_file"] == r["wl"]["accuracy_in_memory"]  # the file holds the model exactly
-    assert r["wl"]["accuracy_loss_pp"] == pytest.approx(100 * (r["baseline"]["accuracy"] - r["wl"]["accuracy_from_file"]))
+    loss_pp = 100 * (r["baseline"]["accuracy"] - r["wl"]["accuracy_from_file"])
+    assert r["wl"]["accuracy_loss_pp"] == pytest.approx(loss_pp)
     # The CLI reads the same file.
     assert cli_main(["decompress", str(out / r["wl"]["file"]), "-o", str(out / "restored.npz")]) == 0
     with np.load(out / "restored.npz") as npz:

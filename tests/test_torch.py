@@ -14,6 +14,8 @@ from torch import nn  # noqa: E402
 import weightless  # noqa: E402
 import weightless.torch as wt  # noqa: E402
 from weightless.prune import prune_mask  # noqa: E402
+from weightless.torch.algorithm import _encode_best_seed  # noqa: E402
+from weightless.torch.training import _trainable_suffix  # noqa: E402
 
 
 def mlp(seed: int = 0) -> nn.Sequential:
@@ -90,7 +92,8 @@ def test_surgery_ramp_and_finish():
     wt.train(model, x, y, epochs=2, batch_size=64, on_step=dns.on_step)
     final = dns.finish()
     # finish() trims the hysteresis overshoot to the exact target and fixes the masks.
-    assert final == {"fc1": pytest.approx(round(0.1 * 64 * 20) / (64 * 20)), "fc2": pytest.approx(round(0.3 * 32 * 64) / (32 * 64))}
+    assert final == {"fc1": pytest.approx(round(0.1 * 64 * 20) / (64 * 20)),
+                     "fc2": pytest.approx(round(0.3 * 32 * 64) / (32 * 64))}
     assert all(not p.straight_through for p in dns.masks.values())
     original = model.fc1.parametrizations.weight.original
     assert bool((original[~dns.masks["fc1"].mask] == 0).all())
@@ -217,7 +220,7 @@ def test_retraining_a_sequential_with_a_frozen_prefix_matches_the_plain_loop():
     for p in a.fc1.parameters():
         p.requires_grad_(False)
     b = Wrapped(copy.deepcopy(a))
-    assert wt._trainable_suffix(a)[0] is not None and wt._trainable_suffix(b)[0] is None
+    assert _trainable_suffix(a)[0] is not None and _trainable_suffix(b)[0] is None
     la = wt.train(a, x, y, epochs=2, batch_size=32, seed=5)
     lb = wt.train(b, x, y, epochs=2, batch_size=32, seed=5)
     assert la == pytest.approx(lb, rel=1e-5)
@@ -282,7 +285,7 @@ def test_filter_seed_search_keeps_the_least_harmful_filter_and_leaves_the_weight
     wt.bake(model)
     clustered = model.fc1.weight.detach().clone()
     spec = wt.LayerSpec("fc1", clusters=4, cell_bits=4, filter_seeds=6, seed=10)
-    layer, options, _ = wt._encode_best_seed(model, spec, x, y)
+    layer, options, _ = _encode_best_seed(model, spec, x, y)
     assert torch.equal(model.fc1.weight, clustered)  # the search leaves the model as it was
     assert 10 <= options["seed"] < 16
     losses = {}
@@ -294,7 +297,8 @@ def test_filter_seed_search_keeps_the_least_harmful_filter_and_leaves_the_weight
             losses[s] = float(nn.functional.cross_entropy(m(x), y))
     assert len(set(losses.values())) > 1  # different seeds, different false positives
     assert losses[options["seed"]] == pytest.approx(min(losses.values()), rel=1e-6)
-    assert layer.to_bytes() == wt.encode_module(model, "fc1", clusters=4, cell_bits=4, seed=options["seed"])[0].to_bytes()
+    chosen, _, _ = wt.encode_module(model, "fc1", clusters=4, cell_bits=4, seed=options["seed"])
+    assert layer.to_bytes() == chosen.to_bytes()
 
 
 def test_keep_sparsity_stops_pruned_weights_from_regrowing():

@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
 from . import __version__
 
 if TYPE_CHECKING:  # the commands import their modules when they run, so `--help` stays fast
-    from .container import CompressionReport
+    from .codec import EncodedLayer
+    from .container import CompressionReport, TensorEntry
+
+    Subcommands = argparse._SubParsersAction["_Parser"]
 
 
 class CliError(Exception):
@@ -157,7 +160,7 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int
 # --------------------------------------------------------------------------- compress
 
 
-def _add_compress(sub) -> None:
+def _add_compress(sub: Subcommands) -> None:
     p = sub.add_parser("compress", help="encode a model's weight matrices into a .wl file",
                        description="Encode the chosen layers of a model (.npz, .safetensors, .pt/.pth) with "
                                    "Weightless and store every other tensor exactly, in one .wl file.")
@@ -278,16 +281,23 @@ def _warn_after_compress(warnings: list[str], report: CompressionReport) -> None
         _warn("compress", message)
 
 
-def _density(e) -> float:
-    return e.kept / e.size if e.size else 0.0
+def _encoding(e: TensorEntry) -> tuple[int, int, int]:
+    """kept, clusters and cell_bits of an encoded entry (the reader checked they are present)."""
+    assert e.kept is not None and e.clusters is not None and e.cell_bits is not None, e
+    return e.kept, e.clusters, e.cell_bits
 
 
-def _expected_false_positives(e) -> float:
+def _density(e: TensorEntry) -> float:
+    return _encoding(e)[0] / e.size if e.size else 0.0
+
+
+def _expected_false_positives(e: TensorEntry) -> float:
     """Each zero weight reads a random t-bit word, a false positive when it is one of the k codes."""
-    return (e.size - e.kept) * e.clusters / 2.0**e.cell_bits
+    kept, clusters, cell_bits = _encoding(e)
+    return (e.size - kept) * clusters / 2.0**cell_bits
 
 
-def _compress_json(report) -> dict[str, Any]:
+def _compress_json(report: CompressionReport) -> dict[str, Any]:
     return {
         "output": report.path,
         "layers": [_entry_json(e) for e in report.tensors],
@@ -297,12 +307,12 @@ def _compress_json(report) -> dict[str, Any]:
     }
 
 
-def _entry_json(e) -> dict[str, Any]:
+def _entry_json(e: TensorEntry) -> dict[str, Any]:
     d: dict[str, Any] = {"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "kind": e.kind,
                          "nbytes": e.nbytes}
     if e.kind == "encoded":
         d.update(density=_density(e), kept=e.kept, clusters=e.clusters, cell_bits=e.cell_bits,
-                 bits_per_kept_weight=_factor(8 * e.nbytes, e.kept), false_positives=e.false_positives,
+                 bits_per_kept_weight=_factor(8 * e.nbytes, _encoding(e)[0]), false_positives=e.false_positives,
                  expected_false_positives=_expected_false_positives(e),
                  compression_vs_input=_factor(e.original_nbytes, e.nbytes), options=e.options)
     return d
@@ -311,7 +321,7 @@ def _entry_json(e) -> dict[str, Any]:
 # --------------------------------------------------------------------------- decompress
 
 
-def _add_decompress(sub) -> None:
+def _add_decompress(sub: Subcommands) -> None:
     p = sub.add_parser("decompress", help="decode a .wl file back to a model file",
                        description="Decode every tensor of a .wl file and write them as a state dict; the "
                                    "output format follows its extension (.npz, .safetensors, .pt/.pth).")
@@ -341,7 +351,7 @@ _BASELINES_NOTE = (
 )
 
 
-def _add_inspect(sub) -> None:
+def _add_inspect(sub: Subcommands) -> None:
     p = sub.add_parser("inspect", help="describe the tensors of a .wl file",
                        description="Describe every tensor of a .wl file from its header, without decoding anything "
                                    "(except with --baselines).",
@@ -354,7 +364,7 @@ def _add_inspect(sub) -> None:
     p.set_defaults(run=_run_inspect)
 
 
-def _baselines(layer) -> dict[str, int]:
+def _baselines(layer: EncodedLayer) -> dict[str, int]:
     """Deep Compression and CSR + zstd sizes of the decoded layer (see _BASELINES_NOTE)."""
     import numpy as np
 

@@ -15,6 +15,7 @@ import zlib
 from typing import Optional
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .cluster import kmeans_1d
 from .filter import BloomierFilter
@@ -133,7 +134,8 @@ class EncodedLayer:
     def nbytes(self) -> int:
         return _HEADER.size + 8 * len(self.shape) + 4 * len(self.codebook) + self.filter.nbytes + 4
 
-    def decode(self, threads: Optional[int] = None, dtype=np.float32, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def decode(self, threads: Optional[int] = None, dtype: DTypeLike = np.float32,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
         """The tensor: the clustered kept weights, the false positives, zeros elsewhere.
 
         Decoded as float32; another floating `dtype` is converted a chunk at a time (float16
@@ -188,7 +190,7 @@ class EncodedLayer:
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
-    def from_bytes(cls, data) -> "EncodedLayer":
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> EncodedLayer:
         """Parse `to_bytes` output; anything malformed, truncated or corrupted raises ValueError."""
         data = memoryview(data).cast("B")
         if len(data) < _HEADER.size + 4:
@@ -228,7 +230,7 @@ class EncodedLayer:
 
 
 def encode_layer(
-    weights,
+    weights: ArrayLike,
     *,
     sparsity: Optional[float] = None,
     threshold: Optional[float] = None,

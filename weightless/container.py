@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import inspect
+import io
 import json
 import math
 import operator
@@ -24,7 +25,7 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence, Union
 
 import numpy as np
 
@@ -67,6 +68,11 @@ _ENCODE_DEFAULTS = {
     p.name: p.default for p in inspect.signature(encode_layer).parameters.values() if p.kind is p.KEYWORD_ONLY
 }
 _UNRECORDED = ("threads",)
+
+
+#: What `compress(layers=...)` takes: None (the default choice), names or glob patterns, or a
+#: mapping name -> options overriding the common ones.
+Layers = Union[None, Sequence[str], Mapping[str, Mapping[str, Any]]]
 
 
 def _align(n: int) -> int:
@@ -145,15 +151,15 @@ def _check_dtype(t: TensorSource) -> None:
                          f"(supported: {', '.join(RAW_DTYPES)})")
 
 
-def _little_endian_bytes(a: np.ndarray) -> np.ndarray:
+def _little_endian_bytes(a: np.ndarray) -> memoryview:
     """The tensor's bytes as a flat uint8 array, little-endian, without a copy when possible."""
     a = c_contiguous(a)
     if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
         a = a.astype(a.dtype.newbyteorder("<"))  # a byte swap: NaN payloads survive
-    return a.reshape(-1).view(np.uint8)
+    return a.reshape(-1).view(np.uint8).data
 
 
-def _select_layers(state: Mapping[str, TensorSource], layers) -> dict[str, dict[str, Any]]:
+def _select_layers(state: Mapping[str, TensorSource], layers: Layers) -> dict[str, dict[str, Any]]:
     """name -> per-layer option overrides for the tensors to encode."""
     if layers is None:
         return {
@@ -215,7 +221,7 @@ def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _progress(items: Iterable, total: int, enabled: bool):
+def _progress(items: Iterable[str], total: int, enabled: bool) -> Iterable[str]:
     if not enabled:
         return items
     try:
@@ -229,7 +235,7 @@ def compress(
     state_or_path: Union[Mapping[str, np.ndarray], PathLike],
     out_path: PathLike,
     *,
-    layers: Union[None, Sequence[str], Mapping[str, Mapping[str, Any]]] = None,
+    layers: Layers = None,
     overwrite: bool = False,
     progress: bool = False,
     **layer_options: Any,
@@ -328,6 +334,7 @@ def _write(tmp: str, metadata: dict[str, Any], state: Mapping[str, TensorSource]
         with open(spool, "w+b") as data:
             offset = 0
             names = _progress(state, len(state), progress)
+            blob: bytes | memoryview
             try:
                 for name in names:
                     t = state[name]
@@ -346,7 +353,7 @@ def _write(tmp: str, metadata: dict[str, Any], state: Mapping[str, TensorSource]
                     offset = _align(offset + entry.nbytes)
                     del a, blob
             finally:
-                if names is not state:
+                if hasattr(names, "close"):
                     names.close()  # clears the bar even when a layer fails, so an error message starts a clean line
 
             header = json.dumps({**metadata, "tensors": [e.to_json() for e in entries]},
@@ -374,15 +381,21 @@ def _malformed(path: str, problem: str) -> ValueError:
     return ValueError(f"{path}: malformed .wl file: {problem}")
 
 
-def _reject_constant(token: str):
+def _reject_constant(token: str) -> NoReturn:
     raise ValueError(f"{token} is not a valid JSON number here")
 
 
-def _unique_keys(pairs):
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate key in a JSON object")
     return dict(pairs)
+
+
+def _count(x: Optional[int]) -> int:
+    """An encoded entry's statistic, which `_parse_entry` has checked is present."""
+    assert x is not None
+    return x
 
 
 def _is_int(x: Any) -> bool:
@@ -400,15 +413,15 @@ def _parse_entry(e: Any, i: int) -> TensorEntry:
     kind, dtype, shape = e.get("kind"), e.get("dtype"), e.get("shape")
     if kind not in ("raw", "encoded"):
         raise ValueError(f"{where}: unknown kind {kind!r}")
-    if dtype not in (ENCODED_DTYPES if kind == "encoded" else RAW_DTYPES):
+    if not isinstance(dtype, str) or dtype not in (ENCODED_DTYPES if kind == "encoded" else RAW_DTYPES):
         raise ValueError(f"{where}: dtype {dtype!r} is not allowed for a {kind} tensor")
     if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(_is_int(d) and d >= 0 for d in shape):
         raise ValueError(f"{where}: bad shape {shape!r}")
-    ints = {}
+    ints: dict[str, int] = {}
     for key in ("offset", "length", "crc32") + (("kept", "clusters", "cell_bits", "false_positives")
                                                  if kind == "encoded" else ()):
         v = e.get(key)
-        if not _is_int(v) or v < 0:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ValueError(f"{where}: {key} must be a non-negative integer, got {v!r}")
         ints[key] = v
     if ints["crc32"] >= 1 << 32:
@@ -435,15 +448,20 @@ class Container:
             raise FileNotFoundError(f"{self.path}: no such file")
         if os.path.isdir(self.path):
             raise ValueError(f"{self.path}: is a directory, not a .wl file")
-        self._file: Optional[BinaryIO] = open(self.path, "rb")
+        self._file: Optional[io.BufferedReader] = open(self.path, "rb")
         try:
             self._read_header()
         except BaseException:
             self.close()
             raise
 
+    def _opened(self) -> io.BufferedReader:
+        if self._file is None:
+            raise ValueError(f"{self.path}: the container is closed")
+        return self._file
+
     def _read_header(self) -> None:
-        f = self._file
+        f = self._opened()
         size = self.nbytes = os.fstat(f.fileno()).st_size
         preamble = f.read(_PREAMBLE.size)
         if len(preamble) < 4 or preamble[:4] != MAGIC:
@@ -478,7 +496,7 @@ class Container:
 
     def _verify_checksum(self, head: bytes, size: int) -> None:
         # Streamed, so checking a large file does not hold it in memory.
-        f = self._file
+        f = self._opened()
         crc = zlib.crc32(head)
         remaining = size - len(head) - _CRC.size
         while remaining > 0:
@@ -504,8 +522,8 @@ class Container:
                 raise _malformed(self.path, f"tensor {e.name!r} starts at {e.offset}, expected {expected}")
             if e.kind == "raw" and e.size * np.dtype(e.dtype).itemsize != e.nbytes:
                 raise _malformed(self.path, f"tensor {e.name!r}: {e.nbytes} bytes for shape {e.shape} of {e.dtype}")
-            if e.kind == "encoded" and (e.kept + e.false_positives > e.size or e.clusters > 1 << 16
-                                        or not 1 <= e.cell_bits <= 32):
+            if e.kind == "encoded" and (_count(e.kept) + _count(e.false_positives) > e.size
+                                        or _count(e.clusters) > 1 << 16 or not 1 <= _count(e.cell_bits) <= 32):
                 raise _malformed(self.path, f"tensor {e.name!r}: encoding statistics out of range")
             expected = _align(e.offset + e.nbytes)
         data_len = size - self._data_start - _CRC.size
@@ -525,11 +543,10 @@ class Container:
             raise KeyError(f"no tensor named {name!r} in {self.path}") from None
 
     def _blob(self, e: TensorEntry) -> bytearray:
-        if self._file is None:
-            raise ValueError(f"{self.path}: the container is closed")
-        self._file.seek(self._data_start + e.offset)
+        f = self._opened()
+        f.seek(self._data_start + e.offset)
         buf = bytearray(e.nbytes)  # mutable, so arrays viewing it are writable
-        if self._file.readinto(buf) != e.nbytes:
+        if f.readinto(buf) != e.nbytes:
             raise _malformed(self.path, "the file changed while it was read")
         if zlib.crc32(buf) != e.crc32:
             raise _malformed(self.path, f"tensor {e.name!r}: checksum mismatch (the data is corrupted)")
@@ -581,20 +598,20 @@ class Container:
         """Every tensor in file order. All blobs are read and checked before any layer is decoded."""
         if self.tensors:
             self._check_decode_size(self.tensors)
-        loaded = {e.name: self._raw(e) if e.kind == "raw" else self.encoded_layer(e.name) for e in self.tensors}
-        return {
-            e.name: loaded[e.name] if e.kind == "raw" else _decoded(loaded[e.name], e, threads) for e in self.tensors
-        }
+        loaded: dict[str, np.ndarray | EncodedLayer] = {
+            e.name: self._raw(e) if e.kind == "raw" else self.encoded_layer(e.name) for e in self.tensors}
+        return {e.name: _decoded(t, e, threads) if isinstance(t := loaded[e.name], EncodedLayer) else t
+                for e in self.tensors}
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "Container":
+    def __enter__(self) -> Container:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -24,6 +24,7 @@ import math
 import os
 import zipfile
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -65,7 +66,11 @@ def find_mnist_zip() -> Path | None:
     return None
 
 
-def _blosc_decoder():
+class _Decoder(Protocol):
+    def decode(self, buf: bytes) -> Any: ...
+
+
+def _blosc_decoder() -> _Decoder:
     try:
         from numcodecs import Blosc
     except ImportError as exc:  # pragma: no cover - numcodecs ships with the wheel's deps
@@ -77,7 +82,7 @@ def _blosc_decoder():
     return Blosc()
 
 
-def _read_array(zf: zipfile.ZipFile, name: str, decoder) -> np.ndarray:
+def _read_array(zf: zipfile.ZipFile, name: str, decoder: _Decoder) -> np.ndarray:
     """Read one zarr v3 uint8 array that is chunked along axis 0 only.
 
     Only the layout this wheel uses is accepted; anything else raises rather

@@ -13,8 +13,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .cli import Subcommands
 
 # Layers the demo compresses, how sparse each becomes (Deep Compression's LeNet-300-100
 # densities: 8% and 9% kept) and the extra cell bits each gets over --cell-bits. fc1, the
@@ -23,7 +27,7 @@ import numpy as np
 LAYERS = {"fc1.weight": (0.92, 0), "fc2.weight": (0.91, 2)}
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: Subcommands) -> None:
     p = sub.add_parser("demo", help="train LeNet-300-100 on MNIST, compress it, report sizes and accuracy")
     p.add_argument("--cell-bits", type=int, default=8, help="bits per filter cell t (default 8)")
     p.add_argument("--clusters", type=int, default=16, help="k-means clusters per layer (default 16)")
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> None:
     for entry in report.tensors:
         size = int(np.prod(entry.shape))
         kind = f"filter, t = {entry.cell_bits}" if entry.kind == "encoded" else f"raw {entry.dtype}"
-        kept = f"{entry.kept / size:.1%}" if entry.kind == "encoded" else "all"
+        kept = f"{entry.kept / size:.1%}" if entry.kept is not None else "all"
         print(f"  {entry.name:<12}{'x'.join(map(str, entry.shape)):>10}{kept:>8}{kind:>22}{entry.nbytes:>10,}"
               f"{size * 4 / entry.nbytes:>11.1f}x")
     print(f"  {'whole model (.wl file)':<52}{file_bytes:>10,}{dense / file_bytes:>11.1f}x")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _core
 
 __all__ = ["BloomierFilter"]
 
 
-def _as_index(name: str, value: object) -> int:
+def _as_index(name: str, value: Any) -> int:
     try:
         return operator.index(value)
     except TypeError:
@@ -73,8 +74,8 @@ class BloomierFilter:
 
     def __init__(
         self,
-        keys,
-        values,
+        keys: ArrayLike,
+        values: ArrayLike,
         *,
         value_bits: int,
         cell_bits: int,
@@ -112,21 +113,23 @@ class BloomierFilter:
         )
 
     @classmethod
-    def from_bytes(cls, data) -> "BloomierFilter":
+    def from_bytes(cls, data: bytes | bytearray | memoryview | np.ndarray) -> BloomierFilter:
         """Parse a filter serialized by `to_bytes`; malformed, truncated or corrupted data raises ValueError."""
         if isinstance(data, np.ndarray):
-            data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            buffer = np.ascontiguousarray(data).view(np.uint8).reshape(-1).data
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            buffer = memoryview(data)
+        else:
             raise TypeError(f"from_bytes expects bytes, got {type(data).__name__}")
         self = cls.__new__(cls)
-        self._filter = _core.Filter.from_bytes(memoryview(data).cast("B"))
+        self._filter = _core.Filter.from_bytes(buffer.cast("B"))
         return self
 
     def to_bytes(self) -> bytes:
         """The serialized filter (docs/FORMAT.md): versioned, little-endian, CRC-32 checked."""
         return self._filter.to_bytes()
 
-    def lookup(self, keys) -> np.ndarray:
+    def lookup(self, keys: ArrayLike) -> np.ndarray:
         """int64 array: each key's value, or -1 where the key is detected as absent."""
         return self._filter.query_values(_as_unsigned_array("keys", keys, np.uint64)).astype(np.int64)
 
@@ -137,7 +140,7 @@ class BloomierFilter:
             raise ValueError(f"need 0 <= start <= stop < 2**64, got start={start}, stop={stop}")
         return self._filter.decode_range(start, stop).astype(np.int64)
 
-    def raw(self, keys) -> np.ndarray:
+    def raw(self, keys: ArrayLike) -> np.ndarray:
         """uint32 array: the raw `cell_bits`-bit word each key reads."""
         return self._filter.query_raw(_as_unsigned_array("keys", keys, np.uint64))
 
@@ -179,7 +182,7 @@ class BloomierFilter:
         """Expected fraction of absent keys read as present: 2 ** (value_bits - cell_bits)."""
         return 2.0 ** (self.value_bits - self.cell_bits)
 
-    def decode_weights(self, size: int, codebook, *, threads: Optional[int] = None,
+    def decode_weights(self, size: int, codebook: ArrayLike, *, threads: Optional[int] = None,
                        out: Optional[np.ndarray] = None) -> np.ndarray:
         """The layer whose positions are the keys 0 .. size - 1: codebook[v] where a position
         reads a value v < len(codebook), 0.0 elsewhere, as a float32 array of `size` elements.
@@ -218,7 +221,7 @@ class BloomierFilter:
     def __len__(self) -> int:
         return self._filter.num_keys
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         return (BloomierFilter.from_bytes, (self.to_bytes(),))
 
     def __repr__(self) -> str:

@@ -50,6 +50,7 @@ EXTRAS = {
     "matplotlib": "repro",
     "hypothesis": "test",
     "pytest_benchmark": "test",
+    "distributed": "test",
 }
 
 

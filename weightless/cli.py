@@ -11,9 +11,11 @@ Models are read and written as .npz, .safetensors or PyTorch .pt/.pth state dict
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
 
 from . import __version__
@@ -183,7 +185,10 @@ def _add_compress(sub: Subcommands) -> None:
     p.add_argument("--seed", type=int, metavar="N", help="seed of the clustering and the filters (default 0)")
     p.add_argument("--arity", type=int, choices=(3, 4),
                    help="filter cells per key (default 3; 4 is ~5%% smaller and decodes slower)")
-    p.add_argument("--threads", type=int, metavar="N", help="threads to encode with (default: all cores)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads per encoded tensor (default: all cores; 1 with --jobs)")
+    p.add_argument("--jobs", type=int, metavar="N", default=1,
+                   help="encode N tensors at once, in N processes (default 1); the file is the same")
     p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_run_compress)
@@ -249,10 +254,14 @@ def _run_compress(args: argparse.Namespace) -> None:
         raise CliError(f"the output {args.output} must end in .wl")
     # Refusals now, before any work; warnings after the report, so that a failure stays one line.
     warnings = _check_compress_settings(args)
+    if args.jobs < 1:
+        raise CliError(f"--jobs {args.jobs}: must be at least 1")
     names = ("sparsity", "threshold", "clusters", "cell_bits", "fp_rate", "seed", "arity", "threads")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    report = compress(args.input, args.output, layers=args.layers, overwrite=args.force,
-                      progress=_want_progress(args), **options)
+    with contextlib.ExitStack() as stack:
+        executor = stack.enter_context(ProcessPoolExecutor(args.jobs)) if args.jobs > 1 else None
+        report = compress(args.input, args.output, layers=args.layers, overwrite=args.force,
+                          progress=_want_progress(args), executor=executor, **options)
     if args.json:
         print(json.dumps(_compress_json(report), indent=2))
         _warn_after_compress(warnings, report)

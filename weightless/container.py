@@ -13,7 +13,9 @@ their encoding. The layout is specified in docs/FORMAT.md ("The model container 
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import fnmatch
 import inspect
 import io
@@ -24,6 +26,7 @@ import os
 import struct
 import sys
 import zlib
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence, Union
 
@@ -221,14 +224,15 @@ def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _progress(items: Iterable[str], total: int, enabled: bool) -> Iterable[str]:
+def _progress(total: int, enabled: bool) -> Any:
+    """A tqdm bar over the tensors, or None."""
     if not enabled:
-        return items
+        return None
     try:
         from tqdm import tqdm
     except ImportError:
-        raise ImportError("progress bars need tqdm: pip install tqdm") from None
-    return tqdm(items, total=total, unit="tensor", leave=False, file=sys.stderr)
+        raise ImportError("progress bars need tqdm: pip install 'weightless[cli]'") from None
+    return tqdm(total=total, unit="tensor", leave=False, file=sys.stderr)
 
 
 def compress(
@@ -238,6 +242,7 @@ def compress(
     layers: Layers = None,
     overwrite: bool = False,
     progress: bool = False,
+    executor: Optional[Executor] = None,
     **layer_options: Any,
 ) -> CompressionReport:
     """Write a model to a .wl file, encoding the chosen layers and storing the rest exactly.
@@ -251,13 +256,20 @@ def compress(
             none be selected twice). A dict name -> options: those, each with options overriding layer_options.
         overwrite: replace an existing out_path.
         progress: show a progress bar over the tensors on stderr (needs tqdm).
+        executor: a `concurrent.futures.Executor` to encode tensors on concurrently (a
+            ProcessPoolExecutor for one machine, `distributed.Client(...).get_executor()` for a
+            Dask cluster). The file is byte for byte the sequential one. Workers receive a
+            file's path and a tensor name and read the tensor themselves (so a cluster needs the
+            file on a shared file system), or the array of an in-memory state dict; a bounded
+            number of tensors is in flight. Each encode then runs on one thread unless
+            `threads` is given.
         **layer_options: passed to `encode_layer` (sparsity, threshold, clusters, cell_bits,
             fp_rate, seed, init, threads) and recorded in the file.
 
     The input is never modified. Raises ValueError naming the tensor for NaN/Inf weights in a
     layer to encode or for a dtype the format cannot store.
 
-    Tensors are processed one at a time: a model file is read lazily (`weightless.io.open_state`)
+    Sequentially, tensors are processed one at a time: a model file is read lazily (`weightless.io.open_state`)
     and each tensor's blob goes to a temporary data file next to out_path as soon as it is made,
     so memory holds one tensor (and its encoding) at a time, never the whole model. The header,
     which lists every blob, is written last, then the data is copied behind it; the temporary
@@ -297,12 +309,16 @@ def compress(
             "layers": None if layers is None else list(chosen),
         }
         entries: list[TensorEntry] = []
-        write_atomically(out, lambda tmp: _write(tmp, metadata, state, chosen, progress, entries),
-                         overwrite=overwrite)
+        source_path = os.fspath(state_or_path) if isinstance(state_or_path, (str, os.PathLike)) else None
+        if executor is not None:  # parallel over tensors: one thread per encode, unless asked
+            chosen = {name: {"threads": 1, **options} for name, options in chosen.items()}
+        write_atomically(out, lambda tmp: _write(tmp, metadata, state, chosen, progress, entries, source_path,
+                                                 executor), overwrite=overwrite)
     return CompressionReport(out, entries, sum(e.original_nbytes for e in entries), os.path.getsize(out))
 
 
-def _encode(name: str, a: np.ndarray, options: dict[str, Any], offset: int) -> tuple[TensorEntry, bytes]:
+def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEntry, bytes]:
+    """The entry (at offset 0) and blob of an encoded tensor."""
     try:
         layer = encode_layer(a, **options)
     except (ValueError, TypeError) as e:
@@ -311,10 +327,35 @@ def _encode(name: str, a: np.ndarray, options: dict[str, Any], offset: int) -> t
     recorded = {**_ENCODE_DEFAULTS, **options}
     for key in _UNRECORDED:
         recorded.pop(key, None)
-    entry = TensorEntry(name, "encoded", a.dtype.name, tuple(a.shape), offset, len(data), zlib.crc32(data),
+    entry = TensorEntry(name, "encoded", a.dtype.name, tuple(a.shape), 0, len(data), zlib.crc32(data),
                         options=recorded, kept=layer.kept, clusters=len(layer.codebook),
                         cell_bits=layer.cell_bits, false_positives=layer.false_positives)
     return entry, data
+
+
+def _loaded(t: TensorSource) -> np.ndarray:
+    a = t.load()
+    if a.dtype.name != t.dtype or a.shape != t.shape:  # the file changed, or a lying header
+        raise ValueError(f"tensor {t.name!r}: read {a.dtype} {a.shape}, its header says {t.dtype} {t.shape}")
+    return a
+
+
+@dataclass(frozen=True)
+class _FileTensor:
+    """A tensor of a model file, named rather than held, so that a worker process (or a machine
+    sharing the file system) reads it itself: only the name and the encoding cross to workers."""
+
+    path: str
+    name: str
+
+    def load(self) -> np.ndarray:
+        with open_state(self.path) as state:
+            return _loaded(state[self.name])
+
+
+def _encode_task(tensor: _FileTensor | np.ndarray, name: str, options: dict[str, Any]) -> tuple[TensorEntry, bytes]:
+    """What an executor runs for one encoded tensor (a top-level function, so it pickles)."""
+    return _encode(name, tensor if isinstance(tensor, np.ndarray) else tensor.load(), options)
 
 
 def _library_version() -> str:
@@ -326,35 +367,74 @@ def _library_version() -> str:
 _COPY_CHUNK = 1 << 24
 
 
+def _in_flight(executor: Executor) -> int:
+    """Encoded tensors submitted ahead of the one being written: enough to keep every worker busy,
+    few enough that memory holds a bounded number of tensors whatever the model's size."""
+    workers = getattr(executor, "_max_workers", None)  # ThreadPool/ProcessPoolExecutor; others: the cores
+    return 2 * (workers if isinstance(workers, int) and workers > 0 else os.cpu_count() or 1)
+
+
 def _write(tmp: str, metadata: dict[str, Any], state: Mapping[str, TensorSource], chosen: dict[str, dict[str, Any]],
-           progress: bool, entries: list[TensorEntry]) -> None:
-    """Writes the .wl file to tmp, one tensor in memory at a time; appends the entries written."""
+           progress: bool, entries: list[TensorEntry], source_path: Optional[str],
+           executor: Optional[Executor]) -> None:
+    """Writes the .wl file to tmp; appends the entries written.
+
+    Sequentially, one tensor is in memory at a time. With an executor, the encoded tensors are
+    submitted in file order, a bounded number ahead, and written in file order as they finish,
+    so the file is byte for byte the sequential one.
+    """
     spool = tmp + ".data"  # the data area, until the header that lists it is known
     try:
         with open(spool, "w+b") as data:
-            offset = 0
-            names = _progress(state, len(state), progress)
-            blob: bytes | memoryview
+            bar = _progress(len(state), progress)
+            pending: collections.deque[tuple[str, Future[tuple[TensorEntry, bytes]] | None]] = collections.deque()
+
+            def write(entry: TensorEntry, blob: bytes | memoryview) -> None:
+                offset = _align(entries[-1].offset + entries[-1].nbytes) if entries else 0
+                entries.append(dataclasses.replace(entry, offset=offset))
+                data.write(blob)
+                data.write(b"\0" * (_align(entry.nbytes) - entry.nbytes))
+                if bar is not None:
+                    bar.update(1)
+
+            def write_next() -> None:
+                name, future = pending.popleft()
+                if future is not None:
+                    write(*future.result())
+                    return
+                t = state[name]
+                a = _loaded(t)
+                if name in chosen:
+                    write(*_encode(name, a, chosen[name]))
+                else:
+                    blob = _little_endian_bytes(a)  # the tensor's own memory when contiguous little-endian
+                    write(TensorEntry(name, "raw", t.dtype, t.shape, 0, blob.nbytes, zlib.crc32(blob)), blob)
+
+            def submit(name: str) -> Future[tuple[TensorEntry, bytes]] | None:
+                if executor is None or name not in chosen:
+                    return None  # done by write_next, when the tensor's turn comes
+                # A file's tensor is read by the worker; an in-memory state dict's array is sent.
+                tensor = _FileTensor(source_path, name) if source_path is not None else state[name].load()
+                return executor.submit(_encode_task, tensor, name, chosen[name])
+
+            limit = _in_flight(executor) if executor is not None else 0
             try:
-                for name in names:
-                    t = state[name]
-                    a = t.load()
-                    if a.dtype.name != t.dtype or a.shape != t.shape:  # the file changed, or a lying header
-                        raise ValueError(f"tensor {name!r}: read {a.dtype} {a.shape}, its header says "
-                                         f"{t.dtype} {t.shape}")
-                    if name in chosen:
-                        entry, blob = _encode(name, a, chosen[name], offset)
-                    else:
-                        blob = _little_endian_bytes(a)  # the tensor's own memory when contiguous little-endian
-                        entry = TensorEntry(name, "raw", t.dtype, t.shape, offset, blob.nbytes, zlib.crc32(blob))
-                    data.write(blob)
-                    data.write(b"\0" * (_align(entry.nbytes) - entry.nbytes))
-                    entries.append(entry)
-                    offset = _align(offset + entry.nbytes)
-                    del a, blob
+                for name in state:
+                    pending.append((name, submit(name)))
+                    # Write what needs no waiting (sequential work, or a raw tensor whose turn it
+                    # is); wait for the first future only when too many are in flight.
+                    while pending and (pending[0][1] is None or sum(f is not None for _, f in pending) > limit):
+                        write_next()
+                while pending:
+                    write_next()
+            except BaseException:
+                for _, future in pending:  # nothing more is needed of the workers
+                    if future is not None:
+                        future.cancel()
+                raise
             finally:
-                if hasattr(names, "close"):
-                    names.close()  # clears the bar even when a layer fails, so an error message starts a clean line
+                if bar is not None:
+                    bar.close()  # clears the bar even when a layer fails, so an error message starts a clean line
 
             header = json.dumps({**metadata, "tensors": [e.to_json() for e in entries]},
                                 ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")

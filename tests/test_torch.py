@@ -313,3 +313,34 @@ def test_keep_sparsity_stops_pruned_weights_from_regrowing():
     wt.train(model, x, y, epochs=1, batch_size=32)
     wt.bake(model)
     assert wt.density(model, "fc2") == pytest.approx(0.2, abs=1e-3)
+
+
+def test_save_and_load_state_dict_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = wt.lenet_300_100()
+    model.register_buffer("steps", torch.tensor([7], dtype=torch.int64))
+    model.fc3.bias.data = model.fc3.bias.data.to(torch.float64)  # dtypes are kept, whatever they are
+    report = wt.save(model, tmp_path / "m.wl", sparsity=0.9, clusters=16, cell_bits=10)
+    assert [e.name for e in report.encoded] == ["fc1.weight", "fc2.weight"]
+    state = wt.load_state_dict(tmp_path / "m.wl")
+    assert list(state) == list(model.state_dict())
+    for name, value in model.state_dict().items():
+        assert state[name].dtype == value.dtype and state[name].shape == value.shape
+        if name not in ("fc1.weight", "fc2.weight"):
+            assert torch.equal(state[name], value)  # stored bit for bit
+    kept = state["fc1.weight"] != 0
+    assert 0.09 < kept.float().mean().item() < 0.12  # 10% kept plus ~1.6% false positives
+    fresh = wt.lenet_300_100()
+    fresh.register_buffer("steps", torch.tensor([0], dtype=torch.int64))
+    fresh.fc3.bias.data = fresh.fc3.bias.data.to(torch.float64)
+    fresh.load_state_dict(state)  # the whole story
+    assert torch.equal(fresh.fc1.weight, state["fc1.weight"])
+    assert wt.load_state_dict(tmp_path / "m.wl", device="cpu")["steps"].device.type == "cpu"
+
+
+def test_save_refuses_what_it_cannot_store(tmp_path):
+    with pytest.raises(ValueError, match="bfloat16"):
+        wt.save({"w": torch.zeros(4, 4, dtype=torch.bfloat16)}, tmp_path / "b.wl")
+    with pytest.raises(TypeError, match="expected a tensor"):
+        wt.save({"w": [1, 2]}, tmp_path / "l.wl")  # type: ignore[dict-item]
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,11 @@ layers after an encoded one around its errors, which makes a small t affordable.
     results = algorithm1(model, [LayerSpec("fc1", clusters=8, cell_bits=10)], x, y)
     export_wl(model, results, "model.wl")              # weightless decompress / wl-decode read it
 
+Any model or state dict, in one call each way:
+
+    weightless.torch.save(model, "m.wl", sparsity=0.9, clusters=16)
+    model.load_state_dict(weightless.torch.load_state_dict("m.wl"))
+
 Layers are named by their module name ("fc1", "features.0"); the weight is `<name>.weight`.
 Every function runs on the CPU and is reproducible for a given seed and thread count.
 """
@@ -24,7 +29,7 @@ Every function runs on the CPU and is reproducible for a given seed and thread c
 from __future__ import annotations
 
 from .algorithm import LayerResult, LayerSpec, algorithm1, encode_module
-from .export import export_wl, load_wl
+from .export import export_wl, load_state_dict, load_wl, save
 from .masks import MaskedWeight, bake, density, keep_sparsity, magnitude_prune
 from .models import lenet_5, lenet_300_100
 from .sharing import SharedWeight, cluster_layer
@@ -45,6 +50,8 @@ __all__ = [
     "encode_module",
     "export_wl",
     "load_wl",
+    "save",
+    "load_state_dict",
     "train",
     "evaluate",
     "lenet_300_100",

@@ -1,9 +1,18 @@
-"""Export to and load from a .wl whole-model file (`weightless.compress` / `weightless.decompress`)."""
+"""Export to and load from a .wl whole-model file (`weightless.compress` / `weightless.decompress`).
+
+`save` / `load_state_dict` are the one-call round trip for any model or state dict:
+
+    weightless.torch.save(model, "m.wl", sparsity=0.9)
+    model.load_state_dict(weightless.torch.load_state_dict("m.wl"))
+
+`export_wl` / `load_wl` write and read the result of `algorithm1` (the very filters the model was
+retrained around).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,13 +23,37 @@ from ..container import CompressionReport, compress, decompress
 from .algorithm import LayerResult
 
 
-def _state_numpy(model: nn.Module) -> dict[str, np.ndarray]:
+def _state_numpy(model_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    items = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    if not isinstance(items, Mapping):
+        raise TypeError(f"expected a torch.nn.Module or a state dict, got {type(model_or_state).__name__}")
     state = {}
-    for k, v in model.state_dict().items():
+    for k, v in items.items():
         if ".parametrizations." in k:
             raise ValueError(f"{k}: the model still has parametrizations (masks or shared weights); call bake() first")
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{k}: expected a tensor, got {type(v).__name__}")
+        if v.dtype == torch.bfloat16:
+            raise ValueError(f"{k}: bfloat16 tensors are not supported yet")
         state[k] = v.detach().cpu().numpy()
     return state
+
+
+def save(model_or_state_dict: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike, *,
+         overwrite: bool = False, **options: Any) -> CompressionReport:
+    """Compress a model (its `state_dict()`) or a state dict of tensors to a .wl file.
+
+    `options` are `weightless.compress`'s (layers, sparsity, clusters, cell_bits, fp_rate,
+    executor, ...); every tensor not encoded is stored bit for bit, in its dtype.
+    """
+    return compress(_state_numpy(model_or_state_dict), path, overwrite=overwrite, **options)
+
+
+def load_state_dict(path: str | os.PathLike, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a .wl file as a state dict of torch tensors, each in its stored dtype, on
+    `device` (default: the CPU), ready for `model.load_state_dict`."""
+    return {k: torch.from_numpy(np.array(v)).to(device) if device is not None else torch.from_numpy(np.array(v))
+            for k, v in decompress(path).items()}
 
 
 def export_wl(model: nn.Module, results: Sequence[LayerResult], path: str | os.PathLike, *,

@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 
-
 from weightless import baselines as B
 
 
@@ -180,8 +179,7 @@ class TestValidation:
 
 def test_lenet300_fc0_plausible():
     """784x300 at 8% density, 16 clusters: the paper quotes ~40x for Deep Compression."""
-    from weightless import prune
-    from weightless import cluster
+    from weightless import cluster, prune
     rng = np.random.default_rng(0)
     shape = (784, 300)
     w = rng.normal(0, 0.05, size=shape).astype(np.float32)

@@ -67,7 +67,9 @@ def test_thread_pool_gives_the_sequential_file_with_bounded_work_in_flight(model
     with CountingExecutor(2) as pool:
         compress(model_file, tmp_path / "t.wl", layers=["layer*.weight", "head.weight"], executor=pool, **OPTIONS)
     assert (tmp_path / "t.wl").read_bytes() == sequential
-    assert 2 <= pool.most <= 4  # two per worker at most: memory holds a bounded number of tensors
+    # compress keeps at most two per worker in flight, so memory holds a bounded number of tensors
+    # (+1: a finished future's done-callback may run after compress has already submitted the next).
+    assert 2 <= pool.most <= 2 * 2 + 1
 
 
 def test_process_pool_from_a_file_and_from_memory(model_file, sequential, tmp_path):

@@ -261,7 +261,8 @@ def csr_zstd_blob(
     """
     import zstandard  # optional dependency: only this baseline needs it
 
-    parts = [a.astype(a.dtype.newbyteorder("<"), copy=False) for a in csr_arrays(positions, codes, num_clusters, shape).values()]
+    arrays = csr_arrays(positions, codes, num_clusters, shape).values()
+    parts = [a.astype(a.dtype.newbyteorder("<"), copy=False) for a in arrays]
     if codebook is not None:
         cb = np.asarray(codebook, dtype="<f4")
         if cb.shape != (num_clusters,):

@@ -15,8 +15,9 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any, NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -143,11 +144,11 @@ def _shape(shape: Sequence[int]) -> str:
     return "x".join(map(str, shape)) if shape else "scalar"
 
 
-def _factor(numerator: float, denominator: float) -> Optional[float]:
+def _factor(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _fmt_factor(x: Optional[float]) -> str:
+def _fmt_factor(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}x"
 
 

@@ -12,7 +12,6 @@ import operator
 import os
 import struct
 import zlib
-from typing import Optional
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -85,7 +84,7 @@ def choose_cell_bits(clusters: int, fp_rate: float) -> int:
     return max(r, t)
 
 
-def _threads(threads: Optional[int]) -> int:
+def _threads(threads: int | None) -> int:
     if threads is None:
         return os.cpu_count() or 1
     threads = operator.index(threads)
@@ -134,8 +133,8 @@ class EncodedLayer:
     def nbytes(self) -> int:
         return _HEADER.size + 8 * len(self.shape) + 4 * len(self.codebook) + self.filter.nbytes + 4
 
-    def decode(self, threads: Optional[int] = None, dtype: DTypeLike = np.float32,
-               out: Optional[np.ndarray] = None) -> np.ndarray:
+    def decode(self, threads: int | None = None, dtype: DTypeLike = np.float32,
+               out: np.ndarray | None = None) -> np.ndarray:
         """The tensor: the clustered kept weights, the false positives, zeros elsewhere.
 
         Decoded as float32; another floating `dtype` is converted a chunk at a time (float16
@@ -232,17 +231,17 @@ class EncodedLayer:
 def encode_layer(
     weights: ArrayLike,
     *,
-    sparsity: Optional[float] = None,
-    threshold: Optional[float] = None,
+    sparsity: float | None = None,
+    threshold: float | None = None,
     clusters: int = 16,
-    cell_bits: Optional[int] = None,
-    fp_rate: Optional[float] = None,
+    cell_bits: int | None = None,
+    fp_rate: float | None = None,
     seed: int = 0,
     init: str = "density",
     arity: int = 3,
-    piece_keys: Optional[int] = None,
-    block_keys: Optional[int] = None,
-    threads: Optional[int] = None,
+    piece_keys: int | None = None,
+    block_keys: int | None = None,
+    threads: int | None = None,
 ) -> EncodedLayer:
     """Prune, cluster and encode a float tensor of any rank.
 

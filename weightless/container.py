@@ -26,9 +26,10 @@ import os
 import struct
 import sys
 import zlib
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NoReturn, Optional, Sequence, Union
+from typing import Any, NoReturn, Union
 
 import numpy as np
 
@@ -100,11 +101,11 @@ class TensorEntry:
     offset: int  # of the blob, from the start of the data area
     nbytes: int
     crc32: int
-    options: Optional[dict[str, Any]] = None
-    kept: Optional[int] = None
-    clusters: Optional[int] = None
-    cell_bits: Optional[int] = None
-    false_positives: Optional[int] = None
+    options: dict[str, Any] | None = None
+    kept: int | None = None
+    clusters: int | None = None
+    cell_bits: int | None = None
+    false_positives: int | None = None
 
     @property
     def size(self) -> int:
@@ -236,13 +237,13 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 def compress(
-    state_or_path: Union[Mapping[str, np.ndarray], PathLike],
+    state_or_path: Mapping[str, np.ndarray] | PathLike,
     out_path: PathLike,
     *,
     layers: Layers = None,
     overwrite: bool = False,
     progress: bool = False,
-    executor: Optional[Executor] = None,
+    executor: Executor | None = None,
     **layer_options: Any,
 ) -> CompressionReport:
     """Write a model to a .wl file, encoding the chosen layers and storing the rest exactly.
@@ -375,8 +376,8 @@ def _in_flight(executor: Executor) -> int:
 
 
 def _write(tmp: str, metadata: dict[str, Any], state: Mapping[str, TensorSource], chosen: dict[str, dict[str, Any]],
-           progress: bool, entries: list[TensorEntry], source_path: Optional[str],
-           executor: Optional[Executor]) -> None:
+           progress: bool, entries: list[TensorEntry], source_path: str | None,
+           executor: Executor | None) -> None:
     """Writes the .wl file to tmp; appends the entries written.
 
     Sequentially, one tensor is in memory at a time. With an executor, the encoded tensors are
@@ -420,10 +421,11 @@ def _write(tmp: str, metadata: dict[str, Any], state: Mapping[str, TensorSource]
             limit = _in_flight(executor) if executor is not None else 0
             try:
                 for name in state:
+                    if executor is not None and name in chosen:  # wait while `limit` are in flight
+                        while sum(f is not None for _, f in pending) >= limit:
+                            write_next()
                     pending.append((name, submit(name)))
-                    # Write what needs no waiting (sequential work, or a raw tensor whose turn it
-                    # is); wait for the first future only when too many are in flight.
-                    while pending and (pending[0][1] is None or sum(f is not None for _, f in pending) > limit):
+                    while pending and pending[0][1] is None:  # needs no waiting: its turn has come
                         write_next()
                 while pending:
                     write_next()
@@ -472,7 +474,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _count(x: Optional[int]) -> int:
+def _count(x: int | None) -> int:
     """An encoded entry's statistic, which `_parse_entry` has checked is present."""
     assert x is not None
     return x
@@ -528,7 +530,7 @@ class Container:
             raise FileNotFoundError(f"{self.path}: no such file")
         if os.path.isdir(self.path):
             raise ValueError(f"{self.path}: is a directory, not a .wl file")
-        self._file: Optional[io.BufferedReader] = open(self.path, "rb")
+        self._file: io.BufferedReader | None = open(self.path, "rb")
         try:
             self._read_header()
         except BaseException:
@@ -666,7 +668,7 @@ class Container:
         except ValueError as err:
             raise ValueError(f"{self.path}: {what}: {err}") from None
 
-    def read(self, name: str, *, threads: Optional[int] = None) -> np.ndarray:
+    def read(self, name: str, *, threads: int | None = None) -> np.ndarray:
         """One tensor, decoded if it is encoded, in its original dtype and shape."""
         e = self.entry(name)
         if e.kind == "raw":
@@ -674,7 +676,7 @@ class Container:
         self._check_decode_size([e])
         return _decoded(self.encoded_layer(name), e, threads)
 
-    def read_all(self, *, threads: Optional[int] = None) -> dict[str, np.ndarray]:
+    def read_all(self, *, threads: int | None = None) -> dict[str, np.ndarray]:
         """Every tensor in file order. All blobs are read and checked before any layer is decoded."""
         if self.tensors:
             self._check_decode_size(self.tensors)
@@ -699,7 +701,7 @@ class Container:
         return f"Container({self.path!r}, {len(self.tensors)} tensors, {encoded} encoded, {self.nbytes} bytes)"
 
 
-def _decoded(layer: EncodedLayer, e: TensorEntry, threads: Optional[int]) -> np.ndarray:
+def _decoded(layer: EncodedLayer, e: TensorEntry, threads: int | None) -> np.ndarray:
     return layer.decode(threads, dtype=e.dtype)
 
 
@@ -708,7 +710,7 @@ def open_container(path: PathLike) -> Container:
     return Container(path)
 
 
-def decompress(path: PathLike, *, threads: Optional[int] = None) -> dict[str, np.ndarray]:
+def decompress(path: PathLike, *, threads: int | None = None) -> dict[str, np.ndarray]:
     """Every tensor of a .wl file, in stored order: raw ones bit for bit, encoded ones decoded."""
     with Container(path) as c:
         return c.read_all(threads=threads)

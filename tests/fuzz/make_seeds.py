@@ -95,8 +95,8 @@ def json_texts(container_seeds: dict[str, bytes]) -> dict[str, bytes]:
     for name, data in container_seeds.items():
         (n,) = struct.unpack_from("<Q", data, 8)
         out[f"header_{name}"] = data[16 : 16 + n]
-    out["escapes"] = json.dumps({"s": "\u00e9\ud83d\ude00\"\\/\b\f\n\r\t", "n": [0, -0, 1e5, -2.5e-3, 18446744073709551615,
-                                                                          -9223372036854775808]}).encode()
+    numbers = [0, -0, 1e5, -2.5e-3, 18446744073709551615, -9223372036854775808]
+    out["escapes"] = json.dumps({"s": "\u00e9\ud83d\ude00\"\\/\b\f\n\r\t", "n": numbers}).encode()
     out["literals"] = b'[true,false,null,{},[],"",{"a":{"b":[[]]}}]'
     return out
 

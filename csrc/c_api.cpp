@@ -83,6 +83,7 @@ constexpr DtypeInfo kDtypes[] = {
     {"bool", 1, false},    {"int8", 1, false},   {"int16", 2, false},   {"int32", 4, false},
     {"int64", 8, false},   {"uint8", 1, false},  {"uint16", 2, false},  {"uint32", 4, false},
     {"uint64", 8, false},  {"float16", 2, true}, {"float32", 4, true},  {"float64", 8, true},
+    {"bfloat16", 2, true},
 };
 
 const DtypeInfo* find_dtype(const std::string& name) {
@@ -316,6 +317,15 @@ uint16_t float_to_half(float value) {
     return uint16_t(sign | h);
 }
 
+// float32 -> bfloat16 bits: the top half, rounded to nearest even (as ml_dtypes' astype); NaN
+// stays a quiet NaN, and a carry out of the mantissa rounds up into the exponent (to inf).
+uint16_t float_to_bfloat16(float value) {
+    uint32_t f;
+    std::memcpy(&f, &value, 4);
+    if ((f & 0x7FFFFFFFu) > 0x7F800000u) return uint16_t((f >> 16) | 0x40u);
+    return uint16_t((f + 0x7FFFu + ((f >> 16) & 1u)) >> 16);
+}
+
 struct Layer {
     std::vector<uint64_t> shape;
     std::vector<float> codebook;
@@ -437,12 +447,14 @@ void decode(const wl_model* m, size_t index, void* out, size_t out_bytes, unsign
         uint8_t* at = o + begin * item;
         switch (item) {
             case 4: std::memcpy(at, tmp.data(), count * 4); break;
-            case 2:
+            case 2: {
+                const bool brain = std::strcmp(t->dtype->name, "bfloat16") == 0;
                 for (size_t i = 0; i < count; ++i) {
-                    uint16_t h = float_to_half(tmp[i]);
+                    uint16_t h = brain ? float_to_bfloat16(tmp[i]) : float_to_half(tmp[i]);
                     std::memcpy(at + 2 * i, &h, 2);
                 }
                 break;
+            }
             case 8:
                 for (size_t i = 0; i < count; ++i) {
                     double d = tmp[i];

@@ -59,7 +59,7 @@ void wl_close(wl_model* model);
  * 0 / NULL / -1. Returned strings and arrays live as long as the model. */
 size_t wl_tensor_count(const wl_model* model);
 const char* wl_tensor_name(const wl_model* model, size_t index);
-/* "bool", "int8", ..., "float64" (numpy names): the dtype wl_decode_tensor writes. */
+/* "bool", "int8", ..., "float64", "bfloat16" (numpy / ml_dtypes names): the dtype wl_decode_tensor writes. */
 const char* wl_tensor_dtype(const wl_model* model, size_t index);
 /* WL_KIND_RAW or WL_KIND_ENCODED; -1 for a bad index. */
 int wl_tensor_kind(const wl_model* model, size_t index);
@@ -80,7 +80,7 @@ int wl_find_tensor(const wl_model* model, const char* name, size_t* index);
 /* Decode tensor `index` into out (C order, its dtype, host = little-endian byte order).
  * out_bytes must be at least wl_tensor_nbytes. threads: decoding threads for an encoded tensor,
  * 0 = all hardware threads; the output does not depend on it. An encoded tensor decodes to
- * float32 and is converted to its recorded dtype (float16: round to nearest even; float64). */
+ * float32 and is converted to its recorded dtype (float16, bfloat16: round to nearest even; float64). */
 int wl_decode_tensor(const wl_model* model, size_t index, void* out, size_t out_bytes, unsigned threads, char* err,
                      size_t errlen);
 

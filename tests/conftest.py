@@ -49,6 +49,7 @@ EXTRAS = {
     "torch": "torch",
     "matplotlib": "repro",
     "hypothesis": "test",
+    "ml_dtypes": "cli",
     "pytest_benchmark": "test",
     "distributed": "test",
 }

@@ -69,7 +69,10 @@ const char* npy_descr(const char* dtype) {
         const char* descr;
     } table[] = {{"bool", "|b1"},    {"int8", "|i1"},    {"int16", "<i2"},   {"int32", "<i4"},
                  {"int64", "<i8"},   {"uint8", "|u1"},   {"uint16", "<u2"},  {"uint32", "<u4"},
-                 {"uint64", "<u8"},  {"float16", "<f2"}, {"float32", "<f4"}, {"float64", "<f8"}};
+                 {"uint64", "<u8"},  {"float16", "<f2"}, {"float32", "<f4"}, {"float64", "<f8"},
+                 // numpy has no bfloat16: what np.save writes for ml_dtypes.bfloat16 (2-byte void),
+                 // read back with np.load(path).view(ml_dtypes.bfloat16).
+                 {"bfloat16", "<V2"}};
     for (const auto& row : table)
         if (std::strcmp(row.dtype, dtype) == 0) return row.descr;
     return nullptr;

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from .cluster import kmeans_1d
+from .dtypes import is_bfloat16, numpy_dtype
 from .filter import BloomierFilter
 from .prune import prune_mask
 
@@ -137,15 +138,16 @@ class EncodedLayer:
                out: np.ndarray | None = None) -> np.ndarray:
         """The tensor: the clustered kept weights, the false positives, zeros elsewhere.
 
-        Decoded as float32; another floating `dtype` is converted a chunk at a time (float16
-        rounds to nearest even), so the memory used is the output's plus a small constant.
+        Decoded as float32; another floating `dtype` (float16, float64, or "bfloat16", which
+        needs ml_dtypes) is converted a chunk at a time (float16 and bfloat16 round to nearest
+        even), so the memory used is the output's plus a small constant.
         ValueError if the output would exceed `max_decode_bytes()`, before allocating it.
         `out`: a writeable C-contiguous float32 array of the layer's shape to decode into (and
         return) instead of a new one; a buffer already written skips a fresh allocation's page
         faults, a large part of the time for a large layer.
         """
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
+        dtype = numpy_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+        if dtype.kind != "f" and not is_bfloat16(dtype):
             raise TypeError(f"decode: dtype must be a floating dtype, got {dtype}")
         threads = _threads(threads)
         if out is not None:

@@ -34,6 +34,7 @@ from typing import Any, NoReturn, Union
 import numpy as np
 
 from .codec import EncodedLayer, check_decode_size, encode_layer
+from .dtypes import ITEMSIZE, is_bfloat16, numpy_dtype
 from .io import PathLike, TensorSource, c_contiguous, open_state, write_atomically
 
 __all__ = [
@@ -60,9 +61,9 @@ DEFAULT_MIN_ELEMENTS = 1024
 
 #: Dtypes a tensor may have in a .wl file (numpy names); stored as little-endian bytes.
 RAW_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-              "float16", "float32", "float64")
+              "float16", "bfloat16", "float32", "float64")
 #: Dtypes an encoded tensor may have; it decodes to float32 and is cast back to this dtype.
-ENCODED_DTYPES = ("float16", "float32", "float64")
+ENCODED_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 _MAX_NDIM = 64  # numpy's limit
 
@@ -115,7 +116,7 @@ class TensorEntry:
     @property
     def original_nbytes(self) -> int:
         """Bytes of the uncompressed tensor in its dtype."""
-        return self.size * np.dtype(self.dtype).itemsize
+        return self.size * ITEMSIZE[self.dtype]
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": list(self.shape),
@@ -148,8 +149,8 @@ class CompressionReport:
 
 
 def _check_dtype(t: TensorSource) -> None:
-    # TensorSource.dtype is numpy's name ("float32" whatever the byte order); anything with
-    # fields, strings, objects, complex numbers, extension types or bfloat16 has another name.
+    # TensorSource.dtype is numpy's name ("float32" whatever the byte order, "bfloat16" for
+    # ml_dtypes' type); fields, strings, objects, complex numbers and other types have other names.
     if t.dtype not in RAW_DTYPES:
         raise ValueError(f"tensor {t.name!r} has dtype {t.dtype}, which a .wl file cannot store "
                          f"(supported: {', '.join(RAW_DTYPES)})")
@@ -321,7 +322,8 @@ def compress(
 def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEntry, bytes]:
     """The entry (at offset 0) and blob of an encoded tensor."""
     try:
-        layer = encode_layer(a, **options)
+        # bfloat16 values are float32 values with the low mantissa bits zero: widened exactly.
+        layer = encode_layer(a.astype(np.float32) if is_bfloat16(a.dtype) else a, **options)
     except (ValueError, TypeError) as e:
         raise ValueError(f"tensor {name!r}: {e}") from None
     data = layer.to_bytes()
@@ -602,7 +604,7 @@ class Container:
             names.add(e.name)
             if e.offset != expected:
                 raise _malformed(self.path, f"tensor {e.name!r} starts at {e.offset}, expected {expected}")
-            if e.kind == "raw" and e.size * np.dtype(e.dtype).itemsize != e.nbytes:
+            if e.kind == "raw" and e.size * ITEMSIZE[e.dtype] != e.nbytes:
                 raise _malformed(self.path, f"tensor {e.name!r}: {e.nbytes} bytes for shape {e.shape} of {e.dtype}")
             if e.kind == "encoded" and (_count(e.kept) + _count(e.false_positives) > e.size
                                         or _count(e.clusters) > 1 << 16 or not 1 <= _count(e.cell_bits) <= 32):
@@ -650,7 +652,7 @@ class Container:
         return layer
 
     def _raw(self, e: TensorEntry) -> np.ndarray:
-        dtype = np.dtype(e.dtype)
+        dtype = numpy_dtype(e.dtype)
         buf = self._blob(e)
         if dtype == np.bool_ and buf.translate(None, b"\x00\x01"):  # anything but 0 and 1 left
             raise _malformed(self.path, f"tensor {e.name!r}: boolean bytes other than 0 and 1")

@@ -24,7 +24,8 @@ def expected_bytes(path: Path) -> bytes:
     out = []
     for a in decompress(path, threads=1).values():
         a = np.ascontiguousarray(a)
-        out.append(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+        out.append(a.tobytes() if a.dtype.itemsize == 2 and a.dtype.kind == "V" else  # bfloat16: no byte order
+                   a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
     return b"".join(out)
 
 
@@ -94,11 +95,28 @@ def structures(rng: np.random.Generator) -> None:
     write_expected(path)
 
 
+def bfloat16() -> None:
+    # bfloat16 (ml_dtypes), raw and encoded: the encoded layer's centroids are rounded to
+    # bfloat16 by the decoder (nearest even), the raw tensor holds specials bit for bit.
+    import ml_dtypes
+
+    rng = np.random.default_rng(20261201)
+    bf16 = ml_dtypes.bfloat16
+    state = {
+        "w": rng.normal(0, 0.05, size=(24, 40)).astype(bf16),
+        "specials": np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, 3.0e38, -1.5], np.float32).astype(bf16),
+    }
+    path = HERE / "bfloat16.wl"
+    compress(state, path, layers=["w"], sparsity=0.7, clusters=16, seed=6, overwrite=True)
+    write_expected(path)
+
+
 def main() -> None:
     rng = np.random.default_rng(20261129)
     basic(rng)
     dtypes(rng)
     structures(rng)
+    bfloat16()
     # v1_basic.wl (and its .expected.bin) is basic.wl as written in format version 1, kept as it
     # was: readers must still decode it.
     for p in sorted(HERE.glob("*.wl")):

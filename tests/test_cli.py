@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from conftest import missing, requires
 
+from weightless.baselines import csr_zstd_nbytes, deep_compression_nbytes
 from weightless.cli import main
+from weightless.clustered import prune_and_cluster
 from weightless.container import compress, decompress
 from weightless.io import load_state, save_state
 
@@ -105,7 +107,7 @@ def test_compress_json_and_default_options(tmp_path, model, capsys):
 @requires("zstandard")
 def test_inspect_json_and_baselines(tmp_path, model, capsys):
     wl = tmp_path / "m.wl"
-    compress(model, wl, layers=["fc1.weight"], sparsity=0.9, cell_bits=8)
+    compress(model, wl, layers=["fc1.weight"], sparsity=0.9, cell_bits=8, baselines=True)
     before = digest(wl)
     code, out, _ = run(capsys, "inspect", wl, "--json", "--baselines")
     assert code == 0
@@ -115,15 +117,46 @@ def test_inspect_json_and_baselines(tmp_path, model, capsys):
     assert first["name"] == "fc1.weight" and first["shape"] == [64, 48] and first["kind"] == "encoded"
     assert first["density"] == pytest.approx(0.1, abs=1e-3)
     assert first["compression_vs_input"] == pytest.approx(4 * 64 * 48 / first["nbytes"])
-    decoded = decompress(wl)["fc1.weight"]
-    assert first["baselines"]["decoded_nonzeros"] == np.count_nonzero(decoded)
-    assert first["baselines"]["deep_compression_bytes"] > 0 and first["baselines"]["csr_zstd_bytes"] > 0
+    # Sized on the kept weights and codes, not on the decoded tensor with its false positives.
+    clustered = prune_and_cluster(load_state(model)["fc1.weight"], sparsity=0.9, clusters=16)
+    k = len(clustered.codebook)
+    assert first["baselines"] == {
+        "deep_compression": deep_compression_nbytes(clustered.positions, clustered.codes, k, (64, 48),
+                                                    index_bits=5)["total"],
+        "csr_zstd": csr_zstd_nbytes(clustered.positions, clustered.codes, k, (64, 48))["total"]}
     assert "baselines" not in info["layers"][1]  # raw tensors have none
     assert info["total"]["file_bytes"] == os.path.getsize(wl)
 
     code, out, _ = run(capsys, "inspect", wl, "--baselines")
-    assert code == 0 and "CSR+zstd" in out and "decoded tensor" in out
+    assert code == 0 and "CSR+zstd" in out and "false positives excluded" in out
+    assert f"{first['baselines']['deep_compression']:,}" in out
     assert digest(wl) == before
+
+
+def test_errors_are_measured_and_reported(tmp_path, model, capsys):
+    wl = tmp_path / "m.wl"
+    code, out, err = run(capsys, "compress", model, "-o", wl, "--layers", "fc1.weight", "--sparsity", "0.9",
+                         "--cell-bits", "8", "--json")
+    assert code == 0, err
+    [layer] = [e for e in json.loads(out)["layers"] if e["kind"] == "encoded"]
+    w = load_state(model)["fc1.weight"].astype(np.float64)
+    clustered = prune_and_cluster(w, sparsity=0.9, clusters=16).dense().astype(np.float64)
+    decoded = decompress(wl)["fc1.weight"].astype(np.float64)
+    assert layer["relative_error"] == pytest.approx(np.linalg.norm(decoded - w) / np.linalg.norm(w), rel=1e-9)
+    assert layer["relative_error_clustered"] == pytest.approx(
+        np.linalg.norm(decoded - clustered) / np.linalg.norm(clustered), rel=1e-9)
+    assert layer["relative_error_clustered"] > 0  # the false positives
+    code, out, _ = run(capsys, "inspect", wl)
+    assert code == 0 and "rel. error" in out.splitlines()[0]
+    assert f"{layer['relative_error']:.3g}" in out
+
+
+def test_a_filter_larger_than_deep_compression_is_warned_about(tmp_path, model, capsys):
+    # 16 clusters at t = 12 on a small dense-ish layer: the filter is the larger encoding.
+    code, _, err = run(capsys, "compress", model, "-o", tmp_path / "m.wl", "--layers", "fc1.weight",
+                       "--sparsity", "0.5", "--cell-bits", "12")
+    assert code == 0
+    assert "warning: layer fc1.weight: the filter (" in err and "larger than Deep Compression style" in err
 
 
 def test_force_overwrites(tmp_path, model, capsys):
@@ -235,7 +268,8 @@ def test_doubtful_settings_are_warned_about(tmp_path, model, capsys):
     def warnings_of(*argv: object) -> list[str]:
         code, _, err = run(capsys, "compress", model, "-o", tmp_path / "x.wl", "--force", *argv)
         assert code == 0, err
-        return [line for line in err.splitlines() if line.startswith("weightless compress: warning: ")]
+        return [line for line in err.splitlines() if line.startswith("weightless compress: warning: ")
+                and "larger than Deep Compression" not in line]  # tested on its own below
 
     assert warnings_of("--sparsity", "0.9") == []
     assert warnings_of("--sparsity", "0.9", "--cell-bits", "6") == [

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from . import __version__
 
 if TYPE_CHECKING:  # the commands import their modules when they run, so `--help` stays fast
-    from .codec import EncodedLayer
     from .container import CompressionReport, TensorEntry
 
     Subcommands = argparse._SubParsersAction["_Parser"]
@@ -191,6 +190,9 @@ def _add_compress(sub: Subcommands) -> None:
     p.add_argument("--jobs", type=int, metavar="N", default=1,
                    help="encode N tensors at once, in N processes (default 1); the file is the same")
     p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+    p.add_argument("--baselines", action="store_true",
+                   help="also size CSR + zstd of each layer's kept weights (slower; Deep Compression style is "
+                        "always sized), recorded in the file for inspect --baselines")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_run_compress)
 
@@ -262,18 +264,22 @@ def _run_compress(args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(ProcessPoolExecutor(args.jobs)) if args.jobs > 1 else None
         report = compress(args.input, args.output, layers=args.layers, overwrite=args.force,
-                          progress=_want_progress(args), executor=executor, **options)
+                          progress=_want_progress(args), executor=executor, baselines=args.baselines, **options)
     if args.json:
         print(json.dumps(_compress_json(report), indent=2))
         _warn_after_compress(warnings, report)
         return
     rows = []
     for e in report.encoded:
+        b = e.baselines or {}
+        zstd = [_fmt_bytes(b.get("csr_zstd"))] if args.baselines else []
         rows.append([e.name, _shape(e.shape), f"{_density(e):.2%}", str(e.cell_bits), f"{e.nbytes:,}",
-                     f"{e.false_positives:,} ({_expected_false_positives(e):,.0f})",
-                     _fmt_factor(_factor(e.original_nbytes, e.nbytes))])
+                     _fmt_bytes(b.get("deep_compression")), *zstd,
+                     f"{e.false_positives:,} ({_expected_false_positives(e):,.0f})", _fmt_error(e.relative_error),
+                     _fmt_error(e.relative_error_clustered), _fmt_factor(_factor(e.original_nbytes, e.nbytes))])
     if rows:
-        _print_table(["layer", "shape", "density", "t", "bytes", "false pos. (expected)", "vs input"], rows)
+        _print_table(["layer", "shape", "density", "t", "bytes", "DC-style"] + (["CSR+zstd"] if args.baselines else [])
+                     + ["false pos. (expected)", "rel. error", "vs clustered", "vs input"], rows)
     else:
         print("no layer was encoded (every tensor is stored as it is)")
     raw = [e for e in report.tensors if e.kind == "raw"]
@@ -287,6 +293,11 @@ def _run_compress(args: argparse.Namespace) -> None:
 def _warn_after_compress(warnings: list[str], report: CompressionReport) -> None:
     warnings = warnings + [f"layer {e.name}: every weight was pruned; it decodes to zeros and false positives"
                            for e in report.encoded if e.kept == 0]
+    for e in report.encoded:
+        dc = (e.baselines or {}).get("deep_compression")
+        if dc is not None and e.kept and dc < e.nbytes:
+            warnings.append(f"layer {e.name}: the filter ({e.nbytes:,} bytes) is larger than Deep Compression style "
+                            f"storage of the same weights ({dc:,} bytes)")
     for message in warnings:
         _warn("compress", message)
 
@@ -324,7 +335,9 @@ def _entry_json(e: TensorEntry) -> dict[str, Any]:
         d.update(density=_density(e), kept=e.kept, clusters=e.clusters, cell_bits=e.cell_bits,
                  bits_per_kept_weight=_factor(8 * e.nbytes, _encoding(e)[0]), false_positives=e.false_positives,
                  expected_false_positives=_expected_false_positives(e),
-                 compression_vs_input=_factor(e.original_nbytes, e.nbytes), options=e.options)
+                 compression_vs_input=_factor(e.original_nbytes, e.nbytes), options=e.options,
+                 relative_error=e.relative_error, relative_error_clustered=e.relative_error_clustered,
+                 baselines=e.baselines)
     return d
 
 
@@ -356,57 +369,38 @@ def _run_decompress(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- inspect
 
 _BASELINES_NOTE = (
-    "Baselines are computed from the decoded tensor: its nonzeros are the kept weights plus the "
-    "false positives, so they are the sizes of storing exactly what Weightless decodes to."
+    "Baselines are the sizes recorded when the file was written, of Deep Compression style storage "
+    "(5-bit relative indices, Huffman) and of CSR + zstd (compress --baselines) of the very kept weights "
+    "and codes the layer encodes, false positives excluded."
 )
 
 
 def _add_inspect(sub: Subcommands) -> None:
     p = sub.add_parser("inspect", help="describe the tensors of a .wl file",
-                       description="Describe every tensor of a .wl file from its header, without decoding anything "
-                                   "(except with --baselines).",
+                       description="Describe every tensor of a .wl file from its header, without decoding anything.",
                        epilog="--baselines: " + _BASELINES_NOTE)
     p.add_argument("input", help="the .wl file")
     p.add_argument("--baselines", action="store_true",
-                   help="also size each encoded layer as Deep Compression (5-bit relative indices, Huffman) "
-                        "and as CSR + zstd would store it (decodes those layers)")
+                   help="also show the size each encoded layer would take as Deep Compression style storage and "
+                        "as CSR + zstd (as recorded by compress)")
     p.add_argument("--json", action="store_true", help="print JSON to stdout")
     p.set_defaults(run=_run_inspect)
 
 
-def _baselines(layer: EncodedLayer) -> dict[str, int]:
-    """Deep Compression and CSR + zstd sizes of the decoded layer (see _BASELINES_NOTE)."""
-    import numpy as np
+def _fmt_bytes(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
 
-    from .baselines import csr_zstd_nbytes, deep_compression_nbytes
 
-    decoded = layer.decode().reshape(-1)
-    positions = np.flatnonzero(decoded)
-    # Decoded values are codebook entries exactly, so their index is a search in the sorted codebook.
-    codes = np.searchsorted(layer.codebook, decoded[positions])
-    k = len(layer.codebook)
-    try:
-        zstd = csr_zstd_nbytes(positions, codes, k, layer.shape)["total"]
-    except ImportError:
-        raise ImportError("--baselines needs zstandard: pip install zstandard") from None
-    return {
-        "decoded_nonzeros": int(positions.size),
-        "deep_compression_bytes": deep_compression_nbytes(positions, codes, k, layer.shape, index_bits=5)["total"],
-        "csr_zstd_bytes": zstd,
-    }
+def _fmt_error(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
 
 
 def _run_inspect(args: argparse.Namespace) -> None:
     from .container import open_container
 
     _check_input(args.input)
-    layers = []
     with open_container(args.input) as c:
-        for e in c.tensors:
-            d = _entry_json(e)
-            if args.baselines and e.kind == "encoded":
-                d["baselines"] = _baselines(c.encoded_layer(e.name))
-            layers.append(d)
+        layers = [_entry_json(e) for e in c.tensors]
         original = sum(e.original_nbytes for e in c.tensors)
         total = {"tensors": len(c.tensors), "encoded": sum(e.kind == "encoded" for e in c.tensors),
                  "original_bytes": original, "file_bytes": c.nbytes, "compression": _factor(original, c.nbytes)}
@@ -419,7 +413,7 @@ def _run_inspect(args: argparse.Namespace) -> None:
         return
 
     header = ["tensor", "shape", "dtype", "kind", "density", "k", "t", "bytes", "bits/kept", "false pos.",
-              "vs input"]
+              "rel. error", "vs input"]
     if args.baselines:
         header += ["Deep Compr.", "CSR+zstd"]
     rows = []
@@ -433,10 +427,11 @@ def _run_inspect(args: argparse.Namespace) -> None:
                f"{d['nbytes']:,}",
                f"{bits:.2f}" if bits is not None else "-",
                f"{d['false_positives']:,}" if enc else "-",
+               _fmt_error(d.get("relative_error")),
                _fmt_factor(d.get("compression_vs_input"))]
         if args.baselines:
-            b = d.get("baselines")
-            row += [f"{b['deep_compression_bytes']:,}", f"{b['csr_zstd_bytes']:,}"] if b else ["-", "-"]
+            b = d.get("baselines") or {}
+            row += [_fmt_bytes(b.get("deep_compression")), _fmt_bytes(b.get("csr_zstd"))]
         rows.append(row)
     _print_table(header, rows, left=4)
     print(f"total: {total['tensors']} tensors ({total['encoded']} encoded), {original:,} bytes uncompressed, "

@@ -16,12 +16,12 @@ import zlib
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from .cluster import kmeans_1d
+from .clustered import ClusteredTensor, prune_and_cluster
 from .dtypes import is_bfloat16, numpy_dtype
 from .filter import BloomierFilter
-from .prune import prune_mask
 
-__all__ = ["EncodedLayer", "encode_layer", "choose_cell_bits", "max_decode_bytes", "DEFAULT_FP_RATE"]
+__all__ = ["EncodedLayer", "encode_layer", "encode_clustered", "choose_cell_bits", "max_decode_bytes",
+           "DEFAULT_FP_RATE"]
 
 # With neither cell_bits nor fp_rate given: about 1 zero weight in 64 reads back as a spurious
 # weight. Retraining absorbs more; without it, this keeps accuracy close to the clustered model.
@@ -230,6 +230,33 @@ class EncodedLayer:
         )
 
 
+def encode_clustered(
+    clustered: ClusteredTensor,
+    *,
+    cell_bits: int | None = None,
+    fp_rate: float | None = None,
+    seed: int = 0,
+    arity: int = 3,
+    piece_keys: int | None = None,
+    block_keys: int | None = None,
+    threads: int | None = None,
+) -> EncodedLayer:
+    """Store a pruned, clustered tensor in a Bloomier filter (arguments as for `encode_layer`)."""
+    if cell_bits is not None and fp_rate is not None:
+        raise ValueError("give cell_bits or fp_rate, not both")
+    k = len(clustered.codebook)
+    r = value_bits_for(k)
+    if cell_bits is None:
+        cell_bits = choose_cell_bits(k, DEFAULT_FP_RATE if fp_rate is None else fp_rate)
+    elif not r <= cell_bits <= 32:
+        raise ValueError(f"cell_bits must be in [{r}, 32] for {k} clusters, got {cell_bits}")
+    threads = _threads(threads)
+    f = BloomierFilter(clustered.positions.astype(np.uint64), clustered.codes, value_bits=r, cell_bits=cell_bits,
+                       seed=seed, arity=arity, piece_keys=piece_keys, block_keys=block_keys, threads=threads)
+    decoded_nonzero = f.count_decoded(clustered.size, k, threads=threads)
+    return EncodedLayer(clustered.shape, clustered.codebook, f, decoded_nonzero - clustered.kept)
+
+
 def encode_layer(
     weights: ArrayLike,
     *,
@@ -261,25 +288,14 @@ def encode_layer(
             ~3-5% smaller and slower to decode; the defaults for pieces and blocks are measured
             (docs/DECODE.md).
         threads: for building and counting; the result does not depend on it.
+
+    The same as `encode_clustered(prune_and_cluster(weights, ...), ...)`.
     """
     w = np.asarray(weights)
     if w.dtype == np.bool_ or not np.issubdtype(w.dtype, np.floating):
         raise TypeError(f"encode_layer expects a float tensor, got dtype {w.dtype}")
     if cell_bits is not None and fp_rate is not None:
         raise ValueError("give cell_bits or fp_rate, not both")
-    mask = prune_mask(w, sparsity=sparsity, threshold=threshold)  # also rejects NaN and Inf
-    positions = np.flatnonzero(mask)
-    kept_values = w.reshape(-1)[positions]
-    clustering = kmeans_1d(kept_values, clusters, init=init, seed=seed)
-    k = clustering.num_clusters  # fewer than asked when there are fewer distinct values
-    r = value_bits_for(k)
-    if cell_bits is None:
-        cell_bits = choose_cell_bits(k, DEFAULT_FP_RATE if fp_rate is None else fp_rate)
-    elif not r <= cell_bits <= 32:
-        raise ValueError(f"cell_bits must be in [{r}, 32] for {k} clusters, got {cell_bits}")
-    threads = _threads(threads)
-    f = BloomierFilter(positions.astype(np.uint64), clustering.codes, value_bits=r, cell_bits=cell_bits,
-                       seed=seed, arity=arity, piece_keys=piece_keys, block_keys=block_keys,
-                       threads=threads)
-    decoded_nonzero = f.count_decoded(w.size, k, threads=threads)
-    return EncodedLayer(w.shape, clustering.codebook, f, decoded_nonzero - len(positions))
+    clustered = prune_and_cluster(w, sparsity=sparsity, threshold=threshold, clusters=clusters, seed=seed, init=init)
+    return encode_clustered(clustered, cell_bits=cell_bits, fp_rate=fp_rate, seed=seed, arity=arity,
+                            piece_keys=piece_keys, block_keys=block_keys, threads=threads)

@@ -33,9 +33,11 @@ from typing import Any, NoReturn, Union
 
 import numpy as np
 
-from .codec import EncodedLayer, check_decode_size, encode_layer
+from .clustered import prune_and_cluster
+from .codec import EncodedLayer, check_decode_size, encode_clustered, encode_layer
 from .dtypes import ITEMSIZE, is_bfloat16, numpy_dtype
 from .io import PathLike, TensorSource, c_contiguous, open_state, write_atomically
+from .quality import baseline_nbytes, measure
 
 __all__ = [
     "compress",
@@ -92,7 +94,11 @@ class TensorEntry:
     """One tensor of a .wl file, as its header describes it.
 
     `nbytes` is the length of its blob in the file. The encoding fields (`options`, `kept`,
-    `clusters`, `cell_bits`, `false_positives`) are None for raw tensors.
+    `clusters`, `cell_bits`, `false_positives`) are None for raw tensors. The measurements
+    recorded when the tensor was encoded (None in files written before they were, and for raw
+    tensors): `relative_error` of the decoded tensor against the original and
+    `relative_error_clustered` against the pruned, clustered one (None if infinite: an all-zero
+    reference), and `baselines`, bytes other formats take for the same kept weights and codes.
     """
 
     name: str
@@ -107,6 +113,9 @@ class TensorEntry:
     clusters: int | None = None
     cell_bits: int | None = None
     false_positives: int | None = None
+    relative_error: float | None = None
+    relative_error_clustered: float | None = None
+    baselines: dict[str, int] | None = None
 
     @property
     def size(self) -> int:
@@ -124,6 +133,9 @@ class TensorEntry:
         if self.kind == "encoded":
             d.update(options=self.options, kept=self.kept, clusters=self.clusters, cell_bits=self.cell_bits,
                      false_positives=self.false_positives)
+            for key in ("relative_error", "relative_error_clustered", "baselines"):
+                if getattr(self, key) is not None:
+                    d[key] = getattr(self, key)
         return d
 
 
@@ -245,6 +257,7 @@ def compress(
     overwrite: bool = False,
     progress: bool = False,
     executor: Executor | None = None,
+    baselines: bool = False,
     **layer_options: Any,
 ) -> CompressionReport:
     """Write a model to a .wl file, encoding the chosen layers and storing the rest exactly.
@@ -258,6 +271,8 @@ def compress(
             none be selected twice). A dict name -> options: those, each with options overriding layer_options.
         overwrite: replace an existing out_path.
         progress: show a progress bar over the tensors on stderr (needs tqdm).
+        baselines: also size CSR + zstd for each encoded tensor (slower; needs zstandard). The
+            Deep Compression style size is always recorded, with each tensor's relative errors.
         executor: a `concurrent.futures.Executor` to encode tensors on concurrently (a
             ProcessPoolExecutor for one machine, `distributed.Client(...).get_executor()` for a
             Dask cluster). The file is byte for byte the sequential one. Workers receive a
@@ -314,26 +329,48 @@ def compress(
         source_path = os.fspath(state_or_path) if isinstance(state_or_path, (str, os.PathLike)) else None
         if executor is not None:  # parallel over tensors: one thread per encode, unless asked
             chosen = {name: {"threads": 1, **options} for name, options in chosen.items()}
+        if baselines:
+            chosen = {name: {**options, "baselines": True} for name, options in chosen.items()}
         write_atomically(out, lambda tmp: _write(tmp, metadata, state, chosen, progress, entries, source_path,
                                                  executor), overwrite=overwrite)
     return CompressionReport(out, entries, sum(e.original_nbytes for e in entries), os.path.getsize(out))
 
 
+# The options of the pruning and clustering step; the rest, and the seed, are the filter's.
+_CLUSTER_OPTIONS = ("sparsity", "threshold", "clusters", "init")
+
+
 def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEntry, bytes]:
-    """The entry (at offset 0) and blob of an encoded tensor."""
+    """The entry (at offset 0) and blob of an encoded tensor, with its errors and baselines."""
+    # bfloat16 values are float32 values with the low mantissa bits zero: widened exactly.
+    w = a.astype(np.float32) if is_bfloat16(a.dtype) else a
+    encoding = {k: v for k, v in options.items() if k != "baselines"}
+    seed = {"seed": encoding["seed"]} if "seed" in encoding else {}
     try:
-        # bfloat16 values are float32 values with the low mantissa bits zero: widened exactly.
-        layer = encode_layer(a.astype(np.float32) if is_bfloat16(a.dtype) else a, **options)
+        clustered = prune_and_cluster(w, **{k: v for k, v in encoding.items() if k in _CLUSTER_OPTIONS}, **seed)
+        layer = encode_clustered(clustered, **{k: v for k, v in encoding.items() if k not in _CLUSTER_OPTIONS})
     except (ValueError, TypeError) as e:
         raise ValueError(f"tensor {name!r}: {e}") from None
     data = layer.to_bytes()
-    recorded = {**_ENCODE_DEFAULTS, **options}
+    recorded = {**_ENCODE_DEFAULTS, **encoding}
     for key in _UNRECORDED:
         recorded.pop(key, None)
+    # Decoded through the filter itself: the decode-size limit guards against hostile files, and
+    # this tensor is the caller's own, already in memory.
+    decoded = layer.filter.decode_weights(layer.size, layer.codebook, threads=options.get("threads"))
+    quality = measure(w, decoded, clustered)
+    del decoded
     entry = TensorEntry(name, "encoded", a.dtype.name, tuple(a.shape), 0, len(data), zlib.crc32(data),
                         options=recorded, kept=layer.kept, clusters=len(layer.codebook),
-                        cell_bits=layer.cell_bits, false_positives=layer.false_positives)
+                        cell_bits=layer.cell_bits, false_positives=layer.false_positives,
+                        relative_error=_finite(quality.relative_error),
+                        relative_error_clustered=_finite(quality.relative_error_clustered),
+                        baselines=baseline_nbytes(clustered, zstd=bool(options.get("baselines"))))
     return entry, data
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def _loaded(t: TensorSource) -> np.ndarray:
@@ -513,9 +550,20 @@ def _parse_entry(e: Any, i: int) -> TensorEntry:
     options = e.get("options")
     if kind == "encoded" and not isinstance(options, dict):
         raise ValueError(f"{where}: options must be a JSON object")
+    errors: dict[str, float | None] = {}
+    for key in ("relative_error", "relative_error_clustered"):
+        v = e.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf):
+            raise ValueError(f"{where}: {key} must be a non-negative number, got {v!r}")
+        errors[key] = None if v is None or kind != "encoded" else float(v)
+    baselines = e.get("baselines")
+    if baselines is not None and not (isinstance(baselines, dict) and all(
+            isinstance(k, str) and _is_int(v) and v >= 0 for k, v in baselines.items())):
+        raise ValueError(f"{where}: baselines must map names to byte counts, got {baselines!r}")
     return TensorEntry(name, kind, dtype, tuple(shape), ints["offset"], ints["length"], ints["crc32"],
                        options if kind == "encoded" else None, ints.get("kept"), ints.get("clusters"),
-                       ints.get("cell_bits"), ints.get("false_positives"))
+                       ints.get("cell_bits"), ints.get("false_positives"), errors["relative_error"],
+                       errors["relative_error_clustered"], baselines if kind == "encoded" else None)
 
 
 class Container:

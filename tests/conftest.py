@@ -51,6 +51,7 @@ EXTRAS = {
     "hypothesis": "test",
     "pytest_benchmark": "test",
     "distributed": "test",
+    "Cython": "test",
 }
 
 

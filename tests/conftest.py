@@ -52,6 +52,7 @@ EXTRAS = {
     "pytest_benchmark": "test",
     "distributed": "test",
     "Cython": "test",
+    "setuptools": "test",
 }
 
 

@@ -78,7 +78,7 @@ def test_pxd_declares_every_function_and_constant_of_the_header():
     assert 'cdef extern from "weightless_c.h" nogil:' in pxd
 
 
-@requires("Cython")
+@requires("Cython", "setuptools")
 @pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
 def test_golden_files_decode_to_the_bytes_python_decodes(wl_reader, path):
     expected = weightless.decompress(path)
@@ -97,7 +97,7 @@ def test_golden_files_decode_to_the_bytes_python_decodes(wl_reader, path):
                 (want.dtype, want.shape, want.tobytes()), name
 
 
-@requires("Cython")
+@requires("Cython", "setuptools")
 def test_errors_are_exceptions_with_the_c_api_message(wl_reader, tmp_path):
     missing = tmp_path / "no_such_file.wl"
     with pytest.raises(wl_reader.WlError) as info:

@@ -52,6 +52,8 @@ EXTRAS = {
     "ml_dtypes": "cli",
     "pytest_benchmark": "test",
     "distributed": "test",
+    "Cython": "test",
+    "setuptools": "test",
 }
 
 

@@ -11,6 +11,7 @@ probability) reports a spurious one elsewhere.
 """
 
 from ._core import FORMAT_VERSION
+from ._native import get_cython_include, get_include, get_libraries, get_library_dirs
 from .codec import EncodedLayer, encode_layer
 from .container import compress, decompress, open_container
 from .filter import BloomierFilter
@@ -24,5 +25,9 @@ __all__ = [
     "compress",
     "decompress",
     "encode_layer",
+    "get_cython_include",
+    "get_include",
+    "get_libraries",
+    "get_library_dirs",
     "open_container",
 ]

@@ -1,7 +1,8 @@
 """Where the C API lives in the installed package, for C and Cython code built against it.
 
 Like numpy.get_include(): an extension that cimports weightless.c_api (or includes
-weightless_c.h) compiles with get_include() and links libweightless_c, a shared library of the C
+weightless_c.h; cythonize(..., include_path=[weightless.get_cython_include()])) compiles with
+get_include() and links libweightless_c, a shared library of the C
 API with the core linked in, that the package ships in get_library_dirs():
 
     Extension("reader", ["reader.pyx"],
@@ -29,6 +30,12 @@ def get_include() -> str:
 def get_library_dirs() -> list[str]:
     """The directories holding libweightless_c (for library_dirs and runtime_library_dirs)."""
     return [str(_PACKAGE / "lib")]
+
+
+def get_cython_include() -> str:
+    """The directory to put on Cython's include_path so `cimport weightless.c_api` finds the .pxd
+    (needed for an editable install, which Cython's search of sys.path does not see)."""
+    return str(_PACKAGE.parent)
 
 
 def get_libraries() -> list[str]:

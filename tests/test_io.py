@@ -335,3 +335,14 @@ def test_memory_errors_are_not_swallowed(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", out_of_memory)
     with pytest.raises(MemoryError):
         load_state(tmp_path / "m.pt")
+
+
+def test_pt_output_is_reproducible(tmp_path):
+    # torch.save given a path names the archive's directory after it: the random temporary name.
+    pytest.importorskip("torch")
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    save_state(state, tmp_path / "a.pt")
+    save_state(state, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.pt") as z:
+        assert all(name.startswith("archive/") for name in z.namelist())

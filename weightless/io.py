@@ -497,4 +497,7 @@ def _save_torch(state: Mapping[str, np.ndarray], tmp: str) -> None:
             tensors[name] = torch.from_numpy(np.array(value))  # a copy: from_numpy shares memory
         except TypeError as e:
             raise ValueError(f"tensor {name!r} of dtype {value.dtype} cannot be stored by PyTorch ({e})") from None
-    torch.save(tensors, tmp)
+    # To a file object: given a path, torch.save names the archive's top directory after it, here
+    # the random temporary name, so the same state would give different bytes each time.
+    with open(tmp, "wb") as f:
+        torch.save(tensors, f)

@@ -346,3 +346,18 @@ def test_pt_output_is_reproducible(tmp_path):
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     with zipfile.ZipFile(tmp_path / "a.pt") as z:
         assert all(name.startswith("archive/") for name in z.namelist())
+
+
+def test_pt_record_sizes_are_checked_before_torch_allocates_them(tmp_path):
+    # torch.load allocated the 4 GB that a flipped central-directory size of data.pkl declared
+    # (then failed to read it: "file read failed ... internal miniz error").
+    pytest.importorskip("torch")
+    save_state({"w": np.ones(4, np.float32)}, tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    central = data.index(b"PK\x01\x02")
+    assert data[central + 46 : central + 46 + 16] == b"archive/data.pkl"
+    bad = data[: central + 24] + struct.pack("<I", 0xFFFFFFFF) + data[central + 28 :]
+    (tmp_path / "bad.pt").write_bytes(bad)
+    message = r"bad\.pt: not a loadable PyTorch file \(record 'archive/data\.pkl' declares 4294967295 bytes"
+    with pytest.raises(ValueError, match=message):
+        load_state(tmp_path / "bad.pt")

@@ -445,9 +445,33 @@ def _torch(verb: str) -> Any:
     return torch
 
 
+def _check_torch_zip(path: PathLike) -> None:
+    """Checks the records of a zip-format .pt file against the file's size.
+
+    torch.load allocates a record's uncompressed size, as the zip's central directory states it,
+    before reading the record: a flipped bit there asks for gigabytes. Legacy (pickle) files,
+    which do not start with a zip entry, are left to torch.load.
+    """
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except _ZIP_ERRORS as e:
+        raise ValueError(f"{path}: not a loadable PyTorch file ({type(e).__name__}: {e})") from None
+    for info in infos:
+        bound = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type == zipfile.ZIP_DEFLATED else 1)
+        if info.compress_type not in _NPZ_METHODS or info.file_size > bound:
+            raise ValueError(f"{path}: not a loadable PyTorch file (record {info.filename!r} declares "
+                             f"{info.file_size} bytes in {info.compress_size}, compression method "
+                             f"{info.compress_type})")
+
+
 @contextlib.contextmanager
 def _open_torch(path: PathLike) -> Iterator[dict[str, TensorSource]]:
     torch = _torch("reading")
+    _check_torch_zip(path)
     # weights_only: a state dict needs no arbitrary unpickling, which could run code. mmap: the
     # tensors' data is paged in when a tensor is converted, not read whole (zip-format files).
     # torch.load's exceptions are undocumented (pickle's, its zip reader's RuntimeError, ...):

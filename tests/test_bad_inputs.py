@@ -15,6 +15,7 @@ wl-decode is built once per checkout in build/test-bad-inputs (or taken from $WL
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -406,6 +407,59 @@ def test_npz_member_with_a_huge_shape(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"member 'w\.npy': shape \(1099511627776, 1048576\) of float32 does not match"):
         load_state(path)
     _assert_cli_failed(*_cli(capsys, "compress", path, "-o", tmp_path / "m.wl"), "compress", "does not match")
+    assert _snapshot(tmp_path) == before
+
+
+def _flip_central(data: bytes, field: int, bits: int) -> bytes:
+    """The zip's first central-directory entry with `bits` flipped in the 16-bit field at `field`."""
+    at = data.index(b"PK\x01\x02") + field
+    (value,) = struct.unpack_from("<H", data, at)
+    return data[:at] + struct.pack("<H", value ^ bits) + data[at + 2 :]
+
+
+# One flipped bit in an .npz's zip headers made zipfile raise NotImplementedError or RuntimeError,
+# which escaped `compress` and the CLI as a traceback (issue 10); and a .npy header that numpy's
+# parser chokes on escaped as tokenize.TokenError.
+DAMAGED_NPZ = {
+    # (edit of the good .npz, regex of the message)
+    "compression method": (lambda d: _flip_central(d, 10, 0x02), "uses compression method 2"),
+    "encryption flag": (lambda d: _flip_central(d, 8, 0x01), r"member 'fc\.weight\.npy' is encrypted"),
+    "strong encryption flag": (lambda d: _flip_central(d, 8, 0x40), r"member 'fc\.weight\.npy' is encrypted"),
+    "version needed": (lambda d: _flip_central(d, 6, 0x80), "zip file version"),
+    # Rezipped, so that the zip's CRC is right and only the .npy header is wrong.
+    ".npy version 3.0": (lambda d: _edit_npy(d, lambda b: b[:6] + b"\x03\x00" + b[8:]),
+                         r"member 'fc.weight.npy': ValueError: header of \d+ bytes is larger than the limit"),
+    ".npy header unbalanced": (lambda d: _edit_npy(d, lambda b: b.replace(b"'<f4'", b"(((( ", 1)),
+                               r"member 'fc\.weight\.npy': TokenError: .*EOF in multi-line statement"),
+}
+
+
+def _edit_npy(data: bytes, edit: Callable[[bytes], bytes]) -> bytes:
+    """The .npz with its member fc.weight.npy edited, in a consistent zip."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, content in members.items():
+            z.writestr(name, edit(content) if name == "fc.weight.npy" else content)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("which", list(DAMAGED_NPZ))
+def test_damaged_npz_is_one_line_error(tmp_path, capsys, which):
+    edit, message = DAMAGED_NPZ[which]
+    save_state(MODEL, tmp_path / "good.npz")
+    path = tmp_path / "bad.npz"
+    path.write_bytes(edit((tmp_path / "good.npz").read_bytes()))
+    (tmp_path / "good.npz").unlink()
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not a valid .npz file (") + ".*" + message):
+        compress(path, tmp_path / "m.wl", **OPTIONS)
+    _assert_cli_failed(*_cli(capsys, "compress", path, "-o", tmp_path / "m.wl"), "compress",
+                       re.escape(str(path)) + ".*" + message)
+    done = _run([sys.executable, "-m", "weightless.cli", "compress", path, "-o", tmp_path / "m.wl"],
+                {"PYTHONPATH": str(ROOT)})
+    _assert_tool_failed(done, "weightless compress: error: ", message)
     assert _snapshot(tmp_path) == before
 
 

@@ -361,3 +361,20 @@ def test_pt_record_sizes_are_checked_before_torch_allocates_them(tmp_path):
     message = r"bad\.pt: not a loadable PyTorch file \(record 'archive/data\.pkl' declares 4294967295 bytes"
     with pytest.raises(ValueError, match=message):
         load_state(tmp_path / "bad.pt")
+
+
+def test_pt_record_marked_as_a_directory_is_refused(tmp_path):
+    # torch.load read such a record without filling its buffer: the "version" it parsed was
+    # uninitialized memory, so the same file was refused with a different message each time
+    # (utf-8 decoding of garbage) or, when the garbage happened to parse, accepted.
+    pytest.importorskip("torch")
+    save_state({"w": np.ones(4, np.float32)}, tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    at = data.rindex(b"PK\x01\x02", 0, data.rindex(b"archive/version"))
+    assert data[at + 46 : at + 61] == b"archive/version"
+    bad = data[: at + 38] + bytes([data[at + 38] | 0x10]) + data[at + 39 :]
+    (tmp_path / "bad.pt").write_bytes(bad)
+    for _ in range(3):
+        with pytest.raises(ValueError, match=r"bad\.pt: not a loadable PyTorch file \(record 'archive/version' is "
+                                             r"marked as a directory\)"):
+            load_state(tmp_path / "bad.pt")

@@ -445,6 +445,9 @@ def _torch(verb: str) -> Any:
     return torch
 
 
+_MSDOS_DIRECTORY = 0x10
+
+
 def _check_torch_zip(path: PathLike) -> None:
     """Checks the records of a zip-format .pt file against the file's size.
 
@@ -461,6 +464,11 @@ def _check_torch_zip(path: PathLike) -> None:
     except _ZIP_ERRORS as e:
         raise ValueError(f"{path}: not a loadable PyTorch file ({type(e).__name__}: {e})") from None
     for info in infos:
+        # torch's zip reader reads a record marked as a directory (the MS-DOS attribute, bit 4 of
+        # the external attributes) without filling the buffer it returns: uninitialized memory.
+        if info.external_attr & _MSDOS_DIRECTORY or info.is_dir():
+            raise ValueError(f"{path}: not a loadable PyTorch file (record {info.filename!r} is marked as a "
+                             "directory)")
         bound = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type == zipfile.ZIP_DEFLATED else 1)
         if info.compress_type not in _NPZ_METHODS or info.file_size > bound:
             raise ValueError(f"{path}: not a loadable PyTorch file (record {info.filename!r} declares "

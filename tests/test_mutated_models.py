@@ -10,7 +10,8 @@ safetensors header length and JSON offsets and shapes). All mutants run in ONE s
 bounded address space (RLIMIT_AS, so an allocation sized by a corrupted field fails instead of
 swapping) with a per-mutant alarm (a hang fails) and an overall timeout (a crash fails too).
 
-Each mutant must either be read and compressed (and the .wl decompress to what was read), or be
+Each mutant is read twice (the two reads must agree: a reader of uninitialized memory would not)
+and must either be read and compressed (and the .wl decompress to what was read), or be
 refused with ValueError: by `load_state` with a message naming the file; by `compress` with a
 message naming the file or, for a problem in a tensor's contents that io.py cannot see (NaN/Inf
 weights, a dtype or rank a .wl file cannot store), naming the tensor. Nothing else may escape.
@@ -289,14 +290,22 @@ def _check(path: Path, out: Path) -> tuple[str, str]:
     from weightless.container import compress, decompress
     from weightless.io import load_state
 
+    def read() -> tuple[dict[str, np.ndarray] | None, str]:
+        try:
+            state = load_state(path)
+        except ValueError as e:
+            return None, re.sub(r" at 0x[0-9a-f]+", "", str(e))  # ast's messages name objects by address
+        return state, repr([(k, v.dtype, v.shape, v.tobytes()) for k, v in state.items()])
+
     try:
-        state = load_state(path)
-    except ValueError as e:
-        if str(path) not in str(e):
-            return "FAILED", f"load_state: ValueError without the file's name: {e}"
-        state = None
+        state, seen = read()
+        # A second read must see the same: a reader of uninitialized memory does not (docs/HARDENING.md).
+        if read()[1] != seen:
+            return "FAILED", f"load_state: a second read differs from the first ({seen[:200]})"
     except BaseException as e:  # noqa: B036 -- anything else is the failure being looked for
         return "FAILED", f"load_state: {type(e).__name__}: {e}"
+    if state is None and str(path) not in seen:
+        return "FAILED", f"load_state: ValueError without the file's name: {seen}"
     try:
         compress(path, out, overwrite=True, threads=1, sparsity=0.7, clusters=8, seed=1)
     except ValueError as e:

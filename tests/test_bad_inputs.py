@@ -15,6 +15,7 @@ wl-decode is built once per checkout in build/test-bad-inputs (or taken from $WL
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -28,7 +29,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -67,8 +68,8 @@ def wl_decode() -> str:
                  "-DWL_BUILD_TOOLS=OFF", "-DWL_STATIC_TOOLS=OFF", "-DCMAKE_BUILD_TYPE=Release"]
     done = subprocess.run(configure, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    done = subprocess.run([cmake, "--build", str(build), "--target", "wl-decode", "--parallel", str(os.cpu_count() or 2)],
-                          capture_output=True, text=True)
+    done = subprocess.run([cmake, "--build", str(build), "--target", "wl-decode", "--parallel",
+                           str(os.cpu_count() or 2)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return str(build / "wl-decode")
 
@@ -192,12 +193,12 @@ def _assert_cli_failed(code: int, err: str, command: str, message: str) -> None:
     assert message is None or re.search(message, lines[0]), (message, err)
 
 
-def _run(argv: list[str], env: Optional[dict] = None, preexec=None, timeout: float = 60) -> subprocess.CompletedProcess:
+def _run(argv: list[str], env: dict | None = None, preexec=None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, preexec_fn=preexec)
 
 
-def _assert_tool_failed(done: subprocess.CompletedProcess, prefix: str, message: Optional[str]) -> None:
+def _assert_tool_failed(done: subprocess.CompletedProcess, prefix: str, message: str | None) -> None:
     assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr and "Sanitizer" not in done.stderr, done.stderr
@@ -205,8 +206,8 @@ def _assert_tool_failed(done: subprocess.CompletedProcess, prefix: str, message:
     assert message is None or re.search(message, lines[0]), (message, done.stderr)
 
 
-def _reject_everywhere(tmp_path: Path, capsys, wl_decode: str, data: bytes, py: str, c: Optional[str],
-                       header_level: bool, env: Optional[dict] = None, tensor: str = "fc.weight") -> None:
+def _reject_everywhere(tmp_path: Path, capsys, wl_decode: str, data: bytes, py: str, c: str | None,
+                       header_level: bool, env: dict | None = None, tensor: str = "fc.weight") -> None:
     """The .wl bytes are refused by the API, `weightless decompress` (and `inspect` when the
     problem is in the header), and wl-decode --all, each with the expected message."""
     work = tmp_path / "work"
@@ -390,7 +391,8 @@ def test_the_decode_limit_can_be_lowered(tmp_path, capsys, wl_decode, monkeypatc
 
 def test_raw_tensor_with_a_huge_shape(tmp_path, capsys, wl_decode):
     data = _edit_header(_good_bytes(tmp_path), lambda h: h["tensors"][1].update(shape=[2**62]))
-    _reject_everywhere(tmp_path, capsys, wl_decode, data, r"malformed \.wl file: tensor 'fc\.bias': \d+ bytes for shape",
+    _reject_everywhere(tmp_path, capsys, wl_decode, data,
+                       r"malformed \.wl file: tensor 'fc\.bias': \d+ bytes for shape",
                        "bytes for its shape and dtype", header_level=True)
 
 
@@ -403,9 +405,63 @@ def test_npz_member_with_a_huge_shape(tmp_path, capsys):
         np.lib.format.write_array_header_1_0(f, header)
         f.write(np.ones(16, np.float32).tobytes())
     before = _snapshot(tmp_path)
-    with pytest.raises(ValueError, match=r"member 'w\.npy': shape \(1099511627776, 1048576\) of float32 does not match"):
+    with pytest.raises(ValueError,
+                       match=r"member 'w\.npy': shape \(1099511627776, 1048576\) of float32 does not match"):
         load_state(path)
     _assert_cli_failed(*_cli(capsys, "compress", path, "-o", tmp_path / "m.wl"), "compress", "does not match")
+    assert _snapshot(tmp_path) == before
+
+
+def _flip_central(data: bytes, field: int, bits: int) -> bytes:
+    """The zip's first central-directory entry with `bits` flipped in the 16-bit field at `field`."""
+    at = data.index(b"PK\x01\x02") + field
+    (value,) = struct.unpack_from("<H", data, at)
+    return data[:at] + struct.pack("<H", value ^ bits) + data[at + 2 :]
+
+
+# One flipped bit in an .npz's zip headers made zipfile raise NotImplementedError or RuntimeError,
+# which escaped `compress` and the CLI as a traceback (issue 10); and a .npy header that numpy's
+# parser chokes on escaped as tokenize.TokenError.
+DAMAGED_NPZ = {
+    # (edit of the good .npz, regex of the message)
+    "compression method": (lambda d: _flip_central(d, 10, 0x02), "uses compression method 2"),
+    "encryption flag": (lambda d: _flip_central(d, 8, 0x01), r"member 'fc\.weight\.npy' is encrypted"),
+    "strong encryption flag": (lambda d: _flip_central(d, 8, 0x40), r"member 'fc\.weight\.npy' is encrypted"),
+    "version needed": (lambda d: _flip_central(d, 6, 0x80), "zip file version"),
+    # Rezipped, so that the zip's CRC is right and only the .npy header is wrong.
+    ".npy version 3.0": (lambda d: _edit_npy(d, lambda b: b[:6] + b"\x03\x00" + b[8:]),
+                         r"member 'fc.weight.npy': ValueError: header of \d+ bytes is larger than the limit"),
+    ".npy header unbalanced": (lambda d: _edit_npy(d, lambda b: b.replace(b"'<f4'", b"(((( ", 1)),
+                               r"member 'fc\.weight\.npy': TokenError: .*EOF in multi-line statement"),
+}
+
+
+def _edit_npy(data: bytes, edit: Callable[[bytes], bytes]) -> bytes:
+    """The .npz with its member fc.weight.npy edited, in a consistent zip."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, content in members.items():
+            z.writestr(name, edit(content) if name == "fc.weight.npy" else content)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("which", list(DAMAGED_NPZ))
+def test_damaged_npz_is_one_line_error(tmp_path, capsys, which):
+    edit, message = DAMAGED_NPZ[which]
+    save_state(MODEL, tmp_path / "good.npz")
+    path = tmp_path / "bad.npz"
+    path.write_bytes(edit((tmp_path / "good.npz").read_bytes()))
+    (tmp_path / "good.npz").unlink()
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not a valid .npz file (") + ".*" + message):
+        compress(path, tmp_path / "m.wl", **OPTIONS)
+    _assert_cli_failed(*_cli(capsys, "compress", path, "-o", tmp_path / "m.wl"), "compress",
+                       re.escape(str(path)) + ".*" + message)
+    done = _run([sys.executable, "-m", "weightless.cli", "compress", path, "-o", tmp_path / "m.wl"],
+                {"PYTHONPATH": str(ROOT)})
+    _assert_tool_failed(done, "weightless compress: error: ", message)
     assert _snapshot(tmp_path) == before
 
 
@@ -448,8 +504,8 @@ def test_non_finite_weights_are_refused(tmp_path, capsys, bad, via):
             with pytest.raises(ValueError, match=message):
                 compress(src, tmp_path / "m.wl", layers=ENCODED)
         else:
-            _assert_cli_failed(*_cli(capsys, "compress", src, "-o", tmp_path / "m.wl", "--layers", *ENCODED), "compress",
-                               message)
+            _assert_cli_failed(*_cli(capsys, "compress", src, "-o", tmp_path / "m.wl", "--layers", *ENCODED),
+                               "compress", message)
         assert _snapshot(tmp_path) == before
     assert not (tmp_path / "m.wl").exists()
 
@@ -553,7 +609,8 @@ def test_duplicate_names_in_model_files(tmp_path, capsys):
         for value in (np.ones(3), np.zeros(3)):
             with z.open("w.npy", "w") as f:
                 np.lib.format.write_array(f, value)
-    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'
+    header = (b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+              b'"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}')
     st = tmp_path / "m.safetensors"
     st.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
     before = _snapshot(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import sys
@@ -193,3 +194,187 @@ def test_pt_round_trip(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a loadable PyTorch file"):
         load_state(tmp_path / "junk.pt")
+
+
+# --------------------------------------------------------------------------- damaged .npz (issue 10)
+# Each of these escaped load_state as another exception than ValueError (named in the test).
+
+
+def _npz_bytes(npy: bytes = b"", compression: int = zipfile.ZIP_STORED) -> bytes:
+    """An .npz with one member, w.npy: `npy` if given, else a float32 array [0, 1, 2]."""
+    if not npy:
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.arange(3, dtype=np.float32))
+        npy = buf.getvalue()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=compression) as z:
+        z.writestr("w.npy", npy)
+    return out.getvalue()
+
+
+def _central(data: bytes) -> int:
+    return data.index(b"PK\x01\x02")
+
+
+def _or_u16(data: bytes, at: int, bits: int) -> bytes:
+    (value,) = struct.unpack_from("<H", data, at)
+    return data[:at] + struct.pack("<H", value | bits) + data[at + 2 :]
+
+
+def _xor_u16(data: bytes, at: int, bits: int) -> bytes:
+    (value,) = struct.unpack_from("<H", data, at)
+    return data[:at] + struct.pack("<H", value ^ bits) + data[at + 2 :]
+
+
+# (edit of the archive, the message; what escaped before)
+DAMAGED_ZIPS = {
+    # NotImplementedError("That compression method is not supported"): stored (0) -> 2.
+    "method flipped": (lambda d: _xor_u16(d, _central(d) + 10, 0x02), "uses compression method 2"),
+    # NotImplementedError, same: deflated (8) -> deflate64 (9).
+    "deflate64": (lambda d: _xor_u16(d, _central(d) + 10, 0x01), "uses compression method 9"),
+    # a bzip2 member (deflated 8 -> 12) would expand without the ratio bound of deflate.
+    "bzip2": (lambda d: _xor_u16(d, _central(d) + 10, 0x04), "uses compression method 12"),
+    # RuntimeError("File 'w.npy' is encrypted, password required for extraction").
+    "encrypted": (lambda d: _or_u16(d, _central(d) + 8, 0x01), "member 'w.npy' is encrypted"),
+    # NotImplementedError("strong encryption (flag bit 6)").
+    "strong encryption": (lambda d: _or_u16(d, _central(d) + 8, 0x40), "member 'w.npy' is encrypted"),
+    # NotImplementedError("compressed patched data (flag bit 5)").
+    "patched data": (lambda d: _or_u16(d, _central(d) + 8, 0x20), "compressed patched data"),
+    # NotImplementedError("zip file version 14.8"), from ZipFile(): the version needed to extract.
+    "version needed": (lambda d: _xor_u16(d, _central(d) + 6, 0x80), r"zip file version 14\.8"),
+}
+
+
+@pytest.mark.parametrize("which", list(DAMAGED_ZIPS))
+def test_damaged_zip_members_are_refused(tmp_path, which):
+    edit, message = DAMAGED_ZIPS[which]
+    deflated = which in ("deflate64", "bzip2")
+    path = tmp_path / "bad.npz"
+    path.write_bytes(edit(_npz_bytes(compression=zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED)))
+    with pytest.raises(ValueError, match=rf"bad\.npz: not a valid \.npz file \(.*{message}"):
+        load_state(path)
+
+
+def _npy(header: str, version: bytes = b"\x01\x00", data: bytes = bytes(12)) -> bytes:
+    """A .npy stream with this header text (padded as numpy pads it) over `data`."""
+    text = header.encode("utf-8" if version == b"\x03\x00" else "latin1")
+    fmt = "<H" if version == b"\x01\x00" else "<I"
+    pad = -(6 + 2 + struct.calcsize(fmt) + len(text) + 1) % 64
+    text += b" " * pad + b"\n"
+    return b"\x93NUMPY" + version + struct.pack(fmt, len(text)) + text + data
+
+
+GOOD_HEADER = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }"
+
+
+def test_npy_version_3_members_are_read(tmp_path):
+    # AttributeError: np.lib.format._read_array_header no longer exists in numpy 2.
+    path = tmp_path / "v3.npz"
+    path.write_bytes(_npz_bytes(_npy(GOOD_HEADER, b"\x03\x00", np.arange(3, dtype=np.float32).tobytes())))
+    np.testing.assert_array_equal(load_state(path)["w"], np.arange(3, dtype=np.float32))
+    buf = io.BytesIO()  # as numpy writes it
+    np.lib.format.write_array(buf, np.arange(6, dtype=">i2").reshape(2, 3).T, version=(3, 0))
+    path.write_bytes(_npz_bytes(buf.getvalue()))
+    np.testing.assert_array_equal(load_state(path)["w"], np.arange(6, dtype=">i2").reshape(2, 3).T)
+
+
+# (header text, .npy version, message; what escaped before)
+BAD_NPY_HEADERS = {
+    # tokenize.TokenError, from numpy's fallback parser for Python 2 headers.
+    "unterminated string": ("{'descr': '<f4", b"\x01\x00", r"EOF in multi-line statement|Cannot parse header"),
+    "unbalanced": ("{'descr': (((", b"\x01\x00", r"EOF in multi-line statement|Cannot parse header"),
+    # IndexError from descr_to_dtype.
+    "empty descr tuple": (GOOD_HEADER.replace("'<f4'", "()"), b"\x01\x00", "IndexError"),
+    # AttributeError (version 3.0), then SyntaxError or IndexError from the header.
+    "3.0 syntax error": ("{'descr': '<f4", b"\x03\x00", "SyntaxError"),
+    "3.0 empty descr tuple": (GOOD_HEADER.replace("'<f4'", "()"), b"\x03\x00", "IndexError"),
+    "3.0 missing key": ("{'descr': '<f4', 'shape': (3,)}", b"\x03\x00", "not a dictionary with the keys"),
+    "3.0 bad shape": (GOOD_HEADER.replace("(3,)", "(3.0,)"), b"\x03\x00", "shape is not valid"),
+    "3.0 not UTF-8": (GOOD_HEADER, b"\x03\x00", "UnicodeDecodeError"),  # descr made b"\xff\xfe\xfd" below
+    # AttributeError: any version but 1.0 and 2.0 went to the missing private reader.
+    "version 4.0": (GOOD_HEADER, b"\x04\x00", r"unsupported \.npy format version 4\.0"),
+    "version 1.1": (GOOD_HEADER, b"\x01\x01", r"unsupported \.npy format version 1\.1"),
+}
+
+
+@pytest.mark.parametrize("which", list(BAD_NPY_HEADERS))
+def test_malformed_npy_headers_are_refused(tmp_path, which):
+    header, version, message = BAD_NPY_HEADERS[which]
+    if which == "3.0 not UTF-8":
+        npy = _npy(GOOD_HEADER, version).replace(b"<f4", b"\xff\xfe\xfd")
+    else:
+        npy = _npy(header, version)
+    path = tmp_path / "bad.npz"
+    path.write_bytes(_npz_bytes(npy))
+    with pytest.raises(ValueError, match=rf"bad\.npz: not a valid \.npz file \(member 'w\.npy': .*({message})"):
+        load_state(path)
+
+
+def test_npy_version_3_header_length_is_bounded(tmp_path):
+    npy = b"\x93NUMPY\x03\x00" + struct.pack("<I", 0xFFFFFFF0) + b"{}"
+    path = tmp_path / "bad.npz"
+    path.write_bytes(_npz_bytes(npy))
+    with pytest.raises(ValueError, match="header of 4294967280 bytes is larger than the limit"):
+        load_state(path)
+
+
+def test_memory_errors_are_not_swallowed(tmp_path, monkeypatch):
+    # safe_open and torch.load are wrapped in `except Exception`, of which MemoryError is one.
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    pytest.importorskip("safetensors")
+    import safetensors
+
+    save_state({"w": np.ones(3, np.float32)}, tmp_path / "m.safetensors")
+    monkeypatch.setattr(safetensors, "safe_open", out_of_memory)
+    with pytest.raises(MemoryError):
+        load_state(tmp_path / "m.safetensors")
+    torch = pytest.importorskip("torch")
+    save_state({"w": np.ones(3, np.float32)}, tmp_path / "m.pt")
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(MemoryError):
+        load_state(tmp_path / "m.pt")
+
+
+def test_pt_output_is_reproducible(tmp_path):
+    # torch.save given a path names the archive's directory after it: the random temporary name.
+    pytest.importorskip("torch")
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    save_state(state, tmp_path / "a.pt")
+    save_state(state, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.pt") as z:
+        assert all(name.startswith("archive/") for name in z.namelist())
+
+
+def test_pt_record_sizes_are_checked_before_torch_allocates_them(tmp_path):
+    # torch.load allocated the 4 GB that a flipped central-directory size of data.pkl declared
+    # (then failed to read it: "file read failed ... internal miniz error").
+    pytest.importorskip("torch")
+    save_state({"w": np.ones(4, np.float32)}, tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    central = data.index(b"PK\x01\x02")
+    assert data[central + 46 : central + 46 + 16] == b"archive/data.pkl"
+    bad = data[: central + 24] + struct.pack("<I", 0xFFFFFFFF) + data[central + 28 :]
+    (tmp_path / "bad.pt").write_bytes(bad)
+    message = r"bad\.pt: not a loadable PyTorch file \(record 'archive/data\.pkl' declares 4294967295 bytes"
+    with pytest.raises(ValueError, match=message):
+        load_state(tmp_path / "bad.pt")
+
+
+def test_pt_record_marked_as_a_directory_is_refused(tmp_path):
+    # torch.load read such a record without filling its buffer: the "version" it parsed was
+    # uninitialized memory, so the same file was refused with a different message each time
+    # (utf-8 decoding of garbage) or, when the garbage happened to parse, accepted.
+    pytest.importorskip("torch")
+    save_state({"w": np.ones(4, np.float32)}, tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    at = data.rindex(b"PK\x01\x02", 0, data.rindex(b"archive/version"))
+    assert data[at + 46 : at + 61] == b"archive/version"
+    bad = data[: at + 38] + bytes([data[at + 38] | 0x10]) + data[at + 39 :]
+    (tmp_path / "bad.pt").write_bytes(bad)
+    for _ in range(3):
+        with pytest.raises(ValueError, match=r"bad\.pt: not a loadable PyTorch file \(record 'archive/version' is "
+                                             r"marked as a directory\)"):
+            load_state(tmp_path / "bad.pt")

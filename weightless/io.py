@@ -15,14 +15,18 @@ Only numpy is needed for .npz; safetensors and torch are imported when their for
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import math
 import os
 import secrets
+import struct
+import tokenize
 import zipfile
 import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Union
+from typing import IO, Any, Callable, SupportsInt, Union
 
 import numpy as np
 
@@ -74,7 +78,7 @@ class TensorSource:
 
     __slots__ = ("name", "dtype", "shape", "_load")
 
-    def __init__(self, name: str, dtype: str, shape, load: Callable[[], np.ndarray]):
+    def __init__(self, name: str, dtype: str, shape: Iterable[SupportsInt], load: Callable[[], np.ndarray]) -> None:
         self.name, self.dtype, self.shape, self._load = name, dtype, tuple(int(d) for d in shape), load
 
     @property
@@ -89,7 +93,7 @@ class TensorSource:
         return self._load()
 
     @classmethod
-    def of_array(cls, name: str, value) -> "TensorSource":
+    def of_array(cls, name: str, value: Any) -> TensorSource:
         a = np.asarray(value)
         return cls(name, _dtype_name(a.dtype), a.shape, lambda: a)
 
@@ -142,7 +146,7 @@ def _as_arrays(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def c_contiguous(value) -> np.ndarray:
+def c_contiguous(value: Any) -> np.ndarray:
     """`value` as a C-contiguous array, copied only if needed (np.ascontiguousarray makes 0-d arrays 1-d)."""
     a = np.asarray(value)
     return a if a.flags.c_contiguous else a.copy(order="C")
@@ -194,18 +198,109 @@ def write_atomically(path: PathLike, write: Callable[[str], None], *, overwrite:
 # A deflated member cannot expand more than this (deflate's limit is about 1032:1).
 _MAX_DEFLATE_RATIO = 1100
 
+# The only compression methods read: numpy writes these, and deflate's ratio bounds a member's
+# size (other methods, bzip2 and lzma, expand without such a bound).
+_NPZ_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+_ZIP_ENCRYPTED = 0x01 | 0x40  # general-purpose flag bits: traditional and strong encryption
+_ZIP_PATCHED = 0x20  # "compressed patched data", which zipfile cannot read
 
-def _npz_error(path: PathLike, problem) -> ValueError:
+# What reading a member of a damaged archive raises: zipfile's BadZipFile (bad local header, CRC),
+# NotImplementedError (an unsupported compression method or flag) and RuntimeError (an encrypted
+# member), zlib.error (bad deflate data), EOFError (a truncated stream), OSError / ValueError /
+# OverflowError (a seek outside the file or past what a C long holds).
+_ZIP_ERRORS = (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError, OSError, ValueError,
+               OverflowError)
+
+# What parsing a damaged .npy header raises besides ValueError: numpy parses the header text with
+# ast.literal_eval (SyntaxError, TypeError for an unhashable key, RecursionError), retries
+# with a tokenizer for headers written by Python 2 (tokenize.TokenError), and builds the dtype
+# from the "descr" literal (TypeError, IndexError, KeyError).
+_NPY_HEADER_ERRORS = (ValueError, TypeError, IndexError, KeyError, OverflowError, SyntaxError, RecursionError,
+                      tokenize.TokenError)
+
+# numpy's limit on the header text (np.lib.format's max_header_size default, numpy >= 1.24).
+_NPY_MAX_HEADER = 10000
+
+_READ_CHUNK = 1 << 20
+
+
+def _npz_error(path: PathLike, problem: object) -> ValueError:
     return ValueError(f"{path}: not a valid .npz file ({problem})")
 
 
-def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The (shape, fortran_order, dtype) of a .npy stream, which is left just after the header.
+
+    Raises one of _NPY_HEADER_ERRORS (or, through `f`, _ZIP_ERRORS) on a malformed header.
+    """
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(f)
-    return np.lib.format._read_array_header(f, version)  # 3.0 (UTF-8 field names): no public reader
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+    elif version == (3, 0):
+        shape, fortran_order, dtype = _read_array_header_3_0(f)
+    else:
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    return tuple(shape), fortran_order, dtype
+
+
+def _read_array_header_3_0(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Version 3.0 of the .npy format: 2.0 with a UTF-8 header (numpy has no public reader for it).
+
+    Checks what numpy's own reader checks: a dict literal with exactly the keys descr,
+    fortran_order and shape, of the right types.
+    """
+    raw = f.read(4)
+    if len(raw) != 4:
+        raise ValueError("EOF in the array header length")
+    (length,) = struct.unpack("<I", raw)
+    if length > _NPY_MAX_HEADER:
+        raise ValueError(f"header of {length} bytes is larger than the limit of {_NPY_MAX_HEADER}")
+    text = f.read(length)
+    if len(text) != length:
+        raise ValueError(f"EOF in the array header: {len(text)} of {length} bytes")
+    header = ast.literal_eval(text.decode("utf-8"))  # UnicodeDecodeError is a ValueError
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise ValueError(f"header is not a dictionary with the keys descr, fortran_order and shape: {header!r}")
+    shape, fortran_order = header["shape"], header["fortran_order"]
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) for d in shape):
+        raise ValueError(f"shape is not valid: {shape!r}")
+    if not isinstance(fortran_order, bool):
+        raise ValueError(f"fortran_order is not a valid bool: {fortran_order!r}")
+    return shape, fortran_order, np.lib.format.descr_to_dtype(header["descr"])
+
+
+def _check_member(path: PathLike, info: zipfile.ZipInfo) -> None:
+    """Refuses what zipfile would refuse only when reading (or read without a size bound)."""
+    if info.flag_bits & _ZIP_ENCRYPTED:
+        raise _npz_error(path, f"member {info.filename!r} is encrypted")
+    if info.flag_bits & _ZIP_PATCHED:
+        raise _npz_error(path, f"member {info.filename!r} is compressed patched data")
+    if info.compress_type not in _NPZ_METHODS:
+        raise _npz_error(path, f"member {info.filename!r} uses compression method {info.compress_type} "
+                               f"(only {' and '.join(_NPZ_METHODS.values())} members are read)")
+
+
+def _read_npy_header(path: PathLike, zf: zipfile.ZipFile,
+                     info: zipfile.ZipInfo) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, fortran_order and dtype of a member, checked against its size."""
+    try:
+        with zf.open(info) as member:
+            shape, fortran_order, dtype = _npy_header(member)
+            header_len = member.tell()
+    except _ZIP_ERRORS + _NPY_HEADER_ERRORS as e:
+        raise _npz_error(path, f"member {info.filename!r}: {type(e).__name__}: {e}") from None
+    if dtype.hasobject:
+        raise _npz_error(path, f"member {info.filename!r} holds Python objects (loading them needs pickle)")
+    # The header's size must be the member's, which cannot exceed what the file can hold:
+    # nothing is allocated for a shape the data does not back.
+    nbytes = math.prod(shape) * dtype.itemsize
+    stored = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type != zipfile.ZIP_STORED else 1)
+    if any(d < 0 for d in shape) or nbytes + header_len != info.file_size or info.file_size > stored + 1024:
+        raise _npz_error(path, f"member {info.filename!r}: shape {shape} of {dtype} does not match its "
+                               f"{info.file_size} bytes")
+    return shape, fortran_order, dtype
 
 
 @contextlib.contextmanager
@@ -216,7 +311,7 @@ def _open_npz(path: PathLike) -> Iterator[dict[str, TensorSource]]:
             raise _npz_error(path, "not a zip archive")
     try:
         zf = zipfile.ZipFile(path)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except _ZIP_ERRORS as e:
         raise _npz_error(path, e) from None
     with zf:
         state: dict[str, TensorSource] = {}
@@ -228,32 +323,35 @@ def _open_npz(path: PathLike) -> Iterator[dict[str, TensorSource]]:
             name = info.filename[:-4]
             if name in state:
                 raise _npz_error(path, f"tensor {name!r} appears twice")
-            try:
-                with zf.open(info) as member:
-                    shape, fortran_order, dtype = _npy_header(member)
-                    header_len = member.tell()
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-                raise _npz_error(path, f"member {info.filename!r}: {e}") from None
-            if dtype.hasobject:
-                raise _npz_error(path, f"member {info.filename!r} holds Python objects (loading them needs pickle)")
-            # The header's size must be the member's, which cannot exceed what the file can hold:
-            # nothing is allocated for a shape the data does not back.
-            nbytes = math.prod(shape) * dtype.itemsize
-            stored = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type != zipfile.ZIP_STORED else 1)
-            if nbytes + header_len != info.file_size or info.file_size > stored + 1024:
-                raise _npz_error(path, f"member {info.filename!r}: shape {shape} of {dtype} does not match its "
-                                       f"{info.file_size} bytes")
-            state[name] = TensorSource(name, _dtype_name(dtype), shape, _npz_loader(path, zf, info))
+            _check_member(path, info)
+            header = _read_npy_header(path, zf, info)
+            state[name] = TensorSource(name, _dtype_name(header[2]), header[0], _npz_loader(path, zf, info, header))
         yield state
 
 
-def _npz_loader(path: PathLike, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], np.ndarray]:
+def _npz_loader(path: PathLike, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
+                header: tuple[tuple[int, ...], bool, np.dtype]) -> Callable[[], np.ndarray]:
+    shape, fortran_order, dtype = header
+
     def load() -> np.ndarray:
+        # Read here rather than by np.lib.format.read_array, which would allocate whatever shape
+        # the header says by now: `header` was checked against the member's size when opening.
+        out = np.empty(math.prod(shape), dtype)
+        data = out.view(np.uint8) if out.nbytes else np.empty(0, np.uint8)
         try:
             with zf.open(info) as member:
-                return np.lib.format.read_array(member, allow_pickle=False)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-            raise _npz_error(path, f"member {info.filename!r}: {e}") from None
+                if _npy_header(member) != header:
+                    raise ValueError("the header changed since the file was opened")
+                done = 0
+                while done < data.size:
+                    chunk = member.read(min(_READ_CHUNK, data.size - done))
+                    if not chunk:
+                        raise EOFError(f"only {done} of {data.size} data bytes")
+                    data[done : done + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                    done += len(chunk)
+        except _ZIP_ERRORS + _NPY_HEADER_ERRORS as e:
+            raise _npz_error(path, f"member {info.filename!r}: {type(e).__name__}: {e}") from None
+        return out.reshape(shape[::-1]).transpose() if fortran_order else out.reshape(shape)
 
     return load
 
@@ -273,7 +371,7 @@ def _save_npz(state: Mapping[str, np.ndarray], tmp: str) -> None:
 # --------------------------------------------------------------------------- safetensors
 
 
-def _safetensors_module():
+def _safetensors_module() -> Any:
     try:
         import safetensors.numpy
     except ImportError:
@@ -291,26 +389,37 @@ def _open_safetensors(path: PathLike) -> Iterator[dict[str, TensorSource]]:
     _safetensors_module()
     from safetensors import safe_open
 
+    # The Rust extension raises its own SafetensorError (and others, undocumented) for a bad
+    # header: anything but MemoryError is the file's fault.
     try:
         handle = safe_open(os.fspath(path), framework="numpy")  # checks the header against the file size
-    except Exception as e:  # the Rust extension raises its own SafetensorError
+    except MemoryError:
+        raise
+    except Exception as e:
         raise ValueError(f"{path}: not a valid safetensors file ({e})") from None
     with handle as f:
+        try:
+            described = [(name, f.get_slice(name)) for name in f.keys()]
+            tensors = [(name, info.get_dtype(), info.get_shape()) for name, info in described]
+        except MemoryError:
+            raise
+        except Exception as e:
+            raise ValueError(f"{path}: not a valid safetensors file ({e})") from None
         state: dict[str, TensorSource] = {}
-        for name in f.keys():
-            info = f.get_slice(name)
-            code = info.get_dtype()
+        for name, code, shape in tensors:
             dtype = _SAFETENSORS_DTYPES.get(code, code.lower())
             if dtype == "bfloat16":
                 raise ValueError(f"{path}: tensor {name!r} is bfloat16, which is not supported yet")
-            state[name] = TensorSource(name, dtype, info.get_shape(), _safetensors_loader(path, f, name))
+            state[name] = TensorSource(name, dtype, shape, _safetensors_loader(path, f, name))
         yield state
 
 
-def _safetensors_loader(path: PathLike, f, name: str) -> Callable[[], np.ndarray]:
+def _safetensors_loader(path: PathLike, f: Any, name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         try:
             return f.get_tensor(name)
+        except MemoryError:
+            raise
         except Exception as e:
             raise ValueError(f"{path}: tensor {name!r} cannot be read ({e})") from None
 
@@ -328,7 +437,7 @@ def _save_safetensors(state: Mapping[str, np.ndarray], tmp: str) -> None:
 # --------------------------------------------------------------------------- PyTorch
 
 
-def _torch(verb: str):
+def _torch(verb: str) -> Any:
     try:
         import torch
     except ImportError:
@@ -336,16 +445,54 @@ def _torch(verb: str):
     return torch
 
 
+_MSDOS_DIRECTORY = 0x10
+
+
+def _check_torch_zip(path: PathLike) -> None:
+    """Checks the records of a zip-format .pt file against the file's size.
+
+    torch.load allocates a record's uncompressed size, as the zip's central directory states it,
+    before reading the record: a flipped bit there asks for gigabytes. Legacy (pickle) files,
+    which do not start with a zip entry, are left to torch.load.
+    """
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except _ZIP_ERRORS as e:
+        raise ValueError(f"{path}: not a loadable PyTorch file ({type(e).__name__}: {e})") from None
+    for info in infos:
+        # torch's zip reader reads a record marked as a directory (the MS-DOS attribute, bit 4 of
+        # the external attributes) without filling the buffer it returns: uninitialized memory.
+        if info.external_attr & _MSDOS_DIRECTORY or info.is_dir():
+            raise ValueError(f"{path}: not a loadable PyTorch file (record {info.filename!r} is marked as a "
+                             "directory)")
+        bound = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type == zipfile.ZIP_DEFLATED else 1)
+        if info.compress_type not in _NPZ_METHODS or info.file_size > bound:
+            raise ValueError(f"{path}: not a loadable PyTorch file (record {info.filename!r} declares "
+                             f"{info.file_size} bytes in {info.compress_size}, compression method "
+                             f"{info.compress_type})")
+
+
 @contextlib.contextmanager
 def _open_torch(path: PathLike) -> Iterator[dict[str, TensorSource]]:
     torch = _torch("reading")
+    _check_torch_zip(path)
     # weights_only: a state dict needs no arbitrary unpickling, which could run code. mmap: the
     # tensors' data is paged in when a tensor is converted, not read whole (zip-format files).
+    # torch.load's exceptions are undocumented (pickle's, its zip reader's RuntimeError, ...):
+    # anything but MemoryError is the file's fault.
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except MemoryError:
+        raise
     except Exception:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files
+        except MemoryError:
+            raise
         except Exception as e:
             raise ValueError(f"{path}: not a loadable PyTorch file ({e})") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
@@ -364,7 +511,7 @@ def _open_torch(path: PathLike) -> Iterator[dict[str, TensorSource]]:
     yield state
 
 
-def _torch_loader(path: PathLike, name: str, value) -> Callable[[], np.ndarray]:
+def _torch_loader(path: PathLike, name: str, value: Any) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         try:
             return value.detach().cpu().contiguous().numpy()
@@ -382,4 +529,7 @@ def _save_torch(state: Mapping[str, np.ndarray], tmp: str) -> None:
             tensors[name] = torch.from_numpy(np.array(value))  # a copy: from_numpy shares memory
         except TypeError as e:
             raise ValueError(f"tensor {name!r} of dtype {value.dtype} cannot be stored by PyTorch ({e})") from None
-    torch.save(tensors, tmp)
+    # To a file object: given a path, torch.save names the archive's top directory after it, here
+    # the random temporary name, so the same state would give different bytes each time.
+    with open(tmp, "wb") as f:
+        torch.save(tensors, f)

@@ -9,7 +9,7 @@ flipped byte of a small file through the API: tests/test_container.py; the filte
 tests/test_filter.py; the C API's hand-built containers: tests/cpp/test_c_api.cpp) are covered
 here at their boundaries, through the entry points those tests do not reach.
 
-wl-decode is built once per checkout in build/test-bad-inputs (or taken from $WL_DECODE).
+wl-decode comes from the shared C++ build of the test session (or from $WL_DECODE).
 """
 
 from __future__ import annotations
@@ -57,21 +57,11 @@ OPTIONS = dict(sparsity=0.7, clusters=8, cell_bits=8, seed=1, threads=1)
 
 
 @pytest.fixture(scope="session")
-def wl_decode() -> str:
-    """The wl-decode binary: $WL_DECODE, else built from this checkout (incrementally)."""
+def wl_decode(request: pytest.FixtureRequest) -> str:
+    """The wl-decode binary: $WL_DECODE, else the session's shared C++ build (conftest.cpp_build)."""
     if os.environ.get("WL_DECODE"):
         return os.environ["WL_DECODE"]
-    cmake = shutil.which("cmake")
-    assert cmake, "cmake not found: install the test extras (pip install -e '.[test]')"
-    build = ROOT / "build" / "test-bad-inputs"
-    configure = [cmake, "-S", str(ROOT), "-B", str(build), "-DWL_BUILD_PYTHON=OFF", "-DWL_BUILD_TESTS=OFF",
-                 "-DWL_BUILD_TOOLS=OFF", "-DWL_STATIC_TOOLS=OFF", "-DCMAKE_BUILD_TYPE=Release"]
-    done = subprocess.run(configure, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    done = subprocess.run([cmake, "--build", str(build), "--target", "wl-decode", "--parallel",
-                           str(os.cpu_count() or 2)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return str(build / "wl-decode")
+    return str(request.getfixturevalue("cpp_build") / "wl-decode")
 
 
 # --------------------------------------------------------------------------- building bad files

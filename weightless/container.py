@@ -297,42 +297,47 @@ def compress(
         raise ValueError(f"{out}: is a directory")
     if not overwrite and os.path.exists(out):
         raise FileExistsError(f"{out}: exists (pass overwrite=True to replace it)")  # before the work
-    with contextlib.ExitStack() as stack:
-        if isinstance(state_or_path, (str, os.PathLike)):
-            if os.path.exists(out) and os.path.exists(state_or_path) and os.path.samefile(state_or_path, out):
-                raise ValueError(f"{out}: the output would replace the input")
-            state = stack.enter_context(open_state(state_or_path))
-        elif isinstance(state_or_path, Mapping):
-            state = {}
-            for name, value in state_or_path.items():
-                if not isinstance(name, str):
-                    raise ValueError(f"tensor names must be strings, got {name!r}")
-                state[name] = TensorSource.of_array(name, value)
-        else:
-            raise TypeError(f"expected a state dict or a path, got {type(state_or_path).__name__}")
-        for t in state.values():  # from the headers alone: fails before any work
-            _check_dtype(t)
-            if t.ndim > _MAX_NDIM:
-                raise ValueError(f"tensor {t.name!r} has {t.ndim} dimensions (at most {_MAX_NDIM})")
+    source = os.fspath(state_or_path) if isinstance(state_or_path, (str, os.PathLike)) else None
+    entries: list[TensorEntry] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            if isinstance(state_or_path, (str, os.PathLike)):
+                if os.path.exists(out) and os.path.exists(state_or_path) and os.path.samefile(state_or_path, out):
+                    raise ValueError(f"{out}: the output would replace the input")
+                state = stack.enter_context(open_state(state_or_path))
+            elif isinstance(state_or_path, Mapping):
+                state = {}
+                for name, value in state_or_path.items():
+                    if not isinstance(name, str):
+                        raise ValueError(f"tensor names must be strings, got {name!r}")
+                    state[name] = TensorSource.of_array(name, value)
+            else:
+                raise TypeError(f"expected a state dict or a path, got {type(state_or_path).__name__}")
+            for t in state.values():  # from the headers alone: fails before any work
+                _check_dtype(t)
+                if t.ndim > _MAX_NDIM:
+                    raise ValueError(f"tensor {t.name!r} has {t.ndim} dimensions (at most {_MAX_NDIM})")
 
-        common = _check_options(layer_options, "compress")
-        chosen = {
-            name: {**common, **_check_options(overrides, f"layer {name!r}")}
-            for name, overrides in _select_layers(state, layers).items()
-        }
-        metadata = {
-            "weightless_version": _library_version(),
-            "options": {k: v for k, v in common.items() if k not in _UNRECORDED},
-            "layers": None if layers is None else list(chosen),
-        }
-        entries: list[TensorEntry] = []
-        source_path = os.fspath(state_or_path) if isinstance(state_or_path, (str, os.PathLike)) else None
-        if executor is not None:  # parallel over tensors: one thread per encode, unless asked
-            chosen = {name: {"threads": 1, **options} for name, options in chosen.items()}
-        if baselines:
-            chosen = {name: {**options, "baselines": True} for name, options in chosen.items()}
-        write_atomically(out, lambda tmp: _write(tmp, metadata, state, chosen, progress, entries, source_path,
-                                                 executor), overwrite=overwrite)
+            common = _check_options(layer_options, "compress")
+            chosen = {
+                name: {**common, **_check_options(overrides, f"layer {name!r}")}
+                for name, overrides in _select_layers(state, layers).items()
+            }
+            metadata = {
+                "weightless_version": _library_version(),
+                "options": {k: v for k, v in common.items() if k not in _UNRECORDED},
+                "layers": None if layers is None else list(chosen),
+            }
+            if executor is not None:  # parallel over tensors: one thread per encode, unless asked
+                chosen = {name: {"threads": 1, **options} for name, options in chosen.items()}
+            if baselines:
+                chosen = {name: {**options, "baselines": True} for name, options in chosen.items()}
+            write_atomically(out, lambda tmp: _write(tmp, metadata, state, chosen, progress, entries, source,
+                                                     executor), overwrite=overwrite)
+    except ValueError as e:  # a model file's problem names the file, whatever step found it
+        if source is None or str(e).startswith(source):
+            raise
+        raise ValueError(f"{source}: {e}") from None
     return CompressionReport(out, entries, sum(e.original_nbytes for e in entries), os.path.getsize(out))
 
 

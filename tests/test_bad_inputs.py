@@ -20,7 +20,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import struct
 import subprocess

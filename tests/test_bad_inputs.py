@@ -521,26 +521,10 @@ def _npz_with(tmp_path: Path, value) -> Path:
     return path
 
 
-def _bf16_safetensors(tmp_path: Path) -> Path:
-    header = b'{"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}'
-    path = tmp_path / "m.safetensors"
-    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
-    return path
-
-
-def _bf16_pt(tmp_path: Path) -> Path:
-    torch = pytest.importorskip("torch")
-    path = tmp_path / "m.pt"
-    torch.save({"w": torch.ones(2, dtype=torch.bfloat16)}, path)
-    return path
-
-
 UNSUPPORTED = {
     "complex64 in npz": (lambda p: _npz_with(p, np.zeros(3, np.complex64)), "'odd' has dtype complex64, which a"),
     "strings in npz": (lambda p: _npz_with(p, np.array(["ab"])), "'odd' has dtype <U2, which a"),
     "objects in npz": (lambda p: _npz_with(p, np.array([{}], dtype=object)), "holds Python objects"),
-    "bfloat16 safetensors": (_bf16_safetensors, "'w' is bfloat16, which is not supported yet"),
-    "bfloat16 pt": (_bf16_pt, "'w' is bfloat16, which is not supported yet"),
 }
 
 

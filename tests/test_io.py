@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import missing, requires
 
 from weightless.io import check_format, load_state, model_format, save_state, write_atomically
 
@@ -64,14 +65,16 @@ def test_non_contiguous_input(tmp_path):
     np.testing.assert_array_equal(load_state(tmp_path / "m.safetensors")["t"], a)
 
 
-def test_formats_by_extension():
+def test_formats_by_extension(tmp_path):
     assert model_format("a.NPZ") == "npz"
     assert model_format("x/y.safetensors") == "safetensors"
     assert model_format("m.pt") == model_format("m.pth") == "pt"
     with pytest.raises(ValueError, match=r"m\.h5: unknown model format '\.h5'"):
         model_format("m.h5")
+    assert model_format("model") == "folder"  # a path without an extension: a checkpoint folder
+    (tmp_path / "model").write_bytes(b"")
     with pytest.raises(ValueError, match="no extension"):
-        model_format("model")
+        model_format(tmp_path / "model")  # an existing file without one is not
     with pytest.raises(ValueError, match="decompress it first"):
         model_format("m.wl")
 
@@ -117,12 +120,18 @@ def test_corrupt_safetensors(tmp_path):
         load_state(path)
 
 
-def test_safetensors_bfloat16_is_refused(tmp_path):
+@requires("safetensors", "ml_dtypes")
+def test_safetensors_bfloat16_is_read_as_ml_dtypes_bfloat16(tmp_path):
     header = b'{"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}'
     path = tmp_path / "bf.safetensors"
-    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
-    with pytest.raises(ValueError, match="'w' is bfloat16, which is not supported yet"):
-        load_state(path)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + struct.pack("<2H", 0x3F80, 0xC0A0))  # 1.0, -5.0
+    w = load_state(path)["w"]
+    assert w.dtype.name == "bfloat16" and w.astype(np.float32).tolist() == [1.0, -5.0]
+    save_state({"w": w}, tmp_path / "again.safetensors")
+    assert (tmp_path / "again.safetensors").read_bytes()[-4:] == path.read_bytes()[-4:]
+    with pytest.raises(ValueError, match="'w' is bfloat16, which .npz cannot hold"):
+        save_state({"w": w}, tmp_path / "bf.npz")
+    assert not (tmp_path / "bf.npz").exists()
 
 
 def test_no_overwrite_without_asking(tmp_path):
@@ -188,9 +197,13 @@ def test_pt_round_trip(tmp_path):
     # A checkpoint with a "state_dict" key, as training scripts write it.
     torch.save({"epoch": 3, "state_dict": {"w": torch.ones(2, 2)}}, tmp_path / "ckpt.pth")
     np.testing.assert_array_equal(load_state(tmp_path / "ckpt.pth")["w"], np.ones((2, 2), np.float32))
-    torch.save({"w": torch.ones(2, dtype=torch.bfloat16)}, tmp_path / "bf.pt")
-    with pytest.raises(ValueError, match="bfloat16 is not supported yet|bfloat16, which is not supported yet"):
-        load_state(tmp_path / "bf.pt")
+    if not missing("ml_dtypes"):  # bfloat16: the same bits, as ml_dtypes' type, and back
+        bits = torch.tensor([1.0, -2.5, float("inf")], dtype=torch.bfloat16)
+        torch.save({"w": bits}, tmp_path / "bf.pt")
+        w = load_state(tmp_path / "bf.pt")["w"]
+        assert w.dtype.name == "bfloat16" and w.view(np.int16).tolist() == bits.view(torch.int16).tolist()
+        save_state({"w": w}, tmp_path / "bf2.pt")
+        assert torch.equal(torch.load(tmp_path / "bf2.pt")["w"], bits)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a loadable PyTorch file"):
         load_state(tmp_path / "junk.pt")

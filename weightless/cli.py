@@ -119,21 +119,29 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.abspath(a) == os.path.abspath(b)
 
 
-def _check_input(path: str) -> None:
-    """The input exists and is a file: checked before anything about the output."""
+HF_INDEX = "model.safetensors.index.json"  # as weightless.io names it (not imported: --help stays fast)
+
+
+def _check_input(path: str, folder_ok: bool = False) -> None:
+    """The input exists (and is a file, unless a checkpoint folder may be): checked before
+    anything about the output."""
     if not os.path.exists(path):
         raise CliError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise CliError(f"{path}: is a directory, not a model file")
+        if not folder_ok:
+            raise CliError(f"{path}: is a directory, not a .wl file")
+        if not any(os.path.exists(os.path.join(path, f)) for f in ("model.safetensors", HF_INDEX)):
+            raise CliError(f"{path}: is a directory, not a model file or a checkpoint folder (no model.safetensors "
+                           "or model.safetensors.index.json)")
 
 
-def _check_output(input_path: str, output: str, force: bool) -> None:
+def _check_output(input_path: str, output: str, force: bool, *, input_folder: bool, output_folder: bool) -> None:
     """Errors that are cheap to find before any work: the input is missing, the output is the
-    input, or exists."""
-    _check_input(input_path)
+    input, or exists. A checkpoint folder may be the input of compress, the output of decompress."""
+    _check_input(input_path, folder_ok=input_folder)
     if _same_file(input_path, output):
         raise CliError(f"the output {output} is the input file")
-    if os.path.isdir(output):
+    if os.path.isdir(output) and not output_folder:
         raise CliError(f"the output {output} is a directory")
     if os.path.exists(output) and not force:
         raise CliError(f"{output} exists (use --force to overwrite it)")
@@ -252,7 +260,7 @@ def _check_compress_settings(args: argparse.Namespace) -> list[str]:
 def _run_compress(args: argparse.Namespace) -> None:
     from .container import compress
 
-    _check_output(args.input, args.output, args.force)
+    _check_output(args.input, args.output, args.force, input_folder=True, output_folder=False)
     if not args.output.lower().endswith(".wl"):
         raise CliError(f"the output {args.output} must end in .wl")
     # Refusals now, before any work; warnings after the report, so that a failure stays one line.
@@ -356,14 +364,13 @@ def _add_decompress(sub: Subcommands) -> None:
 
 
 def _run_decompress(args: argparse.Namespace) -> None:
-    from .container import decompress
-    from .io import check_format, save_state
+    from .container import decompress_to
+    from .io import check_format
 
-    _check_output(args.input, args.output, args.force)
+    _check_output(args.input, args.output, args.force, input_folder=False, output_folder=True)
     check_format(args.output, writing=True)  # an unknown extension or missing package fails before decoding
-    state = decompress(args.input, threads=args.threads)
-    save_state(state, args.output, overwrite=args.force)
-    print(f"wrote {args.output} ({len(state)} tensors)")
+    count = decompress_to(args.input, args.output, overwrite=args.force, threads=args.threads)
+    print(f"wrote {args.output} ({count} tensors)")
 
 
 # --------------------------------------------------------------------------- inspect

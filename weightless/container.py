@@ -26,7 +26,7 @@ import os
 import struct
 import sys
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, NoReturn, Union
@@ -36,12 +36,13 @@ import numpy as np
 from .clustered import prune_and_cluster
 from .codec import EncodedLayer, check_decode_size, encode_clustered, encode_layer
 from .dtypes import ITEMSIZE, is_bfloat16, numpy_dtype
-from .io import PathLike, TensorSource, c_contiguous, open_state, write_atomically
+from .io import HF_INDEX, PathLike, TensorSource, c_contiguous, model_format, open_state, save_state, write_atomically
 from .quality import baseline_nbytes, measure
 
 __all__ = [
     "compress",
     "decompress",
+    "decompress_to",
     "open_container",
     "Container",
     "TensorEntry",
@@ -328,6 +329,10 @@ def compress(
                 "options": {k: v for k, v in common.items() if k not in _UNRECORDED},
                 "layers": None if layers is None else list(chosen),
             }
+            if source is not None and any(t.shard is not None for t in state.values()):
+                # A checkpoint folder: which file held each tensor, so decompress writes it back alike.
+                metadata["folder"] = {"shards": {name: t.shard for name, t in state.items()},
+                                      "index": os.path.exists(os.path.join(source, HF_INDEX))}
             if executor is not None:  # parallel over tensors: one thread per encode, unless asked
                 chosen = {name: {"threads": 1, **options} for name, options in chosen.items()}
             if baselines:
@@ -769,3 +774,38 @@ def decompress(path: PathLike, *, threads: int | None = None) -> dict[str, np.nd
     """Every tensor of a .wl file, in stored order: raw ones bit for bit, encoded ones decoded."""
     with Container(path) as c:
         return c.read_all(threads=threads)
+
+
+class _Decoded(Mapping[str, np.ndarray]):
+    """The tensors of an open container, each decoded when looked up (nothing kept)."""
+
+    def __init__(self, container: Container, threads: int | None) -> None:
+        self._container, self._threads = container, threads
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._container.read(name, threads=self._threads)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._container.names)
+
+    def __len__(self) -> int:
+        return len(self._container.tensors)
+
+
+def decompress_to(path: PathLike, out_path: PathLike, *, overwrite: bool = False, threads: int | None = None) -> int:
+    """Decode a .wl file into a model file (`weightless.io.save_state`: the format of out_path's
+    extension) and return the number of tensors written.
+
+    A path without an extension is written as a Hugging Face checkpoint folder; one compressed
+    from such a folder gets its shards and index back, each shard decoded only when written.
+    """
+    with Container(path) as c:
+        if model_format(out_path) != "folder":  # one file: the whole state is written at once
+            save_state(c.read_all(threads=threads), out_path, overwrite=overwrite)
+            return len(c.tensors)
+        folder = c.metadata.get("folder") if isinstance(c.metadata.get("folder"), dict) else None
+        shards = folder.get("shards") if folder is not None else None
+        valid = isinstance(shards, dict) and all(isinstance(v, str) for v in shards.values())
+        save_state(_Decoded(c, threads), out_path, overwrite=overwrite, shards=shards if valid else None,
+                   index=bool(folder.get("index")) if folder is not None else None)
+        return len(c.tensors)

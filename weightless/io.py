@@ -1,4 +1,6 @@
-"""Model files in and out: numpy .npz, safetensors and PyTorch state dicts, chosen by extension.
+"""Model files in and out: numpy .npz, safetensors and PyTorch state dicts, chosen by extension,
+and Hugging Face checkpoint folders (model.safetensors, or shards listed by
+model.safetensors.index.json), chosen by a path without an extension.
 
 A model here is a state dict: an ordered mapping from tensor name to numpy array. Reading checks
 the file and raises FileNotFoundError or ValueError naming the path and the problem; writing is
@@ -10,16 +12,19 @@ and reads each one only when asked, so a model larger than memory can be process
 tensor (`weightless.compress` does). Sizes in the headers are checked against the file before
 anything is allocated for them.
 
-Only numpy is needed for .npz; safetensors and torch are imported when their format is used.
+Only numpy is needed for .npz; safetensors and torch are imported when their format is used,
+ml_dtypes when a tensor is bfloat16 (numpy has no bfloat16 of its own).
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import math
 import os
 import secrets
+import shutil
 import struct
 import tokenize
 import zipfile
@@ -30,6 +35,8 @@ from typing import IO, Any, Callable, SupportsInt, Union
 
 import numpy as np
 
+from .dtypes import bfloat16, is_bfloat16
+
 __all__ = ["load_state", "open_state", "TensorSource", "save_state", "model_format", "check_format",
            "write_atomically", "FORMATS"]
 
@@ -38,12 +45,18 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: File extension (lower case) -> format name.
 FORMATS = {".npz": "npz", ".safetensors": "safetensors", ".pt": "pt", ".pth": "pt"}
 
+#: A Hugging Face checkpoint folder's weights: one file, or shards listed by the index.
+HF_WEIGHTS, HF_INDEX = "model.safetensors", "model.safetensors.index.json"
+
 
 def model_format(path: PathLike) -> str:
-    """The format of a model file from its extension: "npz", "safetensors" or "pt"."""
+    """The format of a model path: "npz", "safetensors" or "pt" by its extension, "folder" (a
+    Hugging Face checkpoint folder) for a directory or a path without an extension."""
     suffix = Path(path).suffix.lower()
     if suffix in FORMATS:
         return FORMATS[suffix]
+    if os.path.isdir(path) or (not suffix and not os.path.exists(path)):
+        return "folder"
     if suffix == ".wl":
         raise ValueError(f"{path}: a .wl file is a compressed model, not a state dict (decompress it first)")
     known = ", ".join(sorted(FORMATS))
@@ -57,29 +70,33 @@ def check_format(path: PathLike, *, writing: bool = False) -> str:
     """
     fmt = model_format(path)
     verb = "writing" if writing else "reading"
-    if fmt == "safetensors":
+    if fmt in ("safetensors", "folder"):
         _safetensors_module()
     elif fmt == "pt":
         _torch(verb)
     return fmt
 
 
-def _check_readable(path: PathLike) -> None:
+def _check_readable(path: PathLike, fmt: str) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: is a directory, not a model file")
+    if os.path.isdir(path) != (fmt == "folder"):
+        raise ValueError(f"{path}: is a directory, not a model file" if fmt != "folder" else
+                         f"{path}: not a directory")
 
 
 class TensorSource:
     """A tensor of a model, described but not necessarily read: `name`, `dtype` (a numpy dtype
     name such as "float32", or the file's own name for a type numpy lacks, e.g. "bfloat16"),
-    `shape`; `load()` reads it (each call reads it again)."""
+    `shape`, `shard` (the file of a checkpoint folder holding it, else None); `load()` reads it
+    (each call reads it again)."""
 
-    __slots__ = ("name", "dtype", "shape", "_load")
+    __slots__ = ("name", "dtype", "shape", "_load", "shard")
 
-    def __init__(self, name: str, dtype: str, shape: Iterable[SupportsInt], load: Callable[[], np.ndarray]) -> None:
+    def __init__(self, name: str, dtype: str, shape: Iterable[SupportsInt], load: Callable[[], np.ndarray],
+                 shard: str | None = None) -> None:
         self.name, self.dtype, self.shape, self._load = name, dtype, tuple(int(d) for d in shape), load
+        self.shard = shard
 
     @property
     def ndim(self) -> int:
@@ -121,15 +138,25 @@ def open_state(path: PathLike) -> Iterator[dict[str, TensorSource]]:
     tensors can be loaded until the context exits. Errors as for `load_state`.
     """
     fmt = model_format(path)
-    _check_readable(path)
-    opener = {"npz": _open_npz, "safetensors": _open_safetensors, "pt": _open_torch}[fmt]
+    _check_readable(path, fmt)
+    opener = {"npz": _open_npz, "safetensors": _open_safetensors, "pt": _open_torch, "folder": _open_folder}[fmt]
     with opener(path) as state:
         yield state
 
 
-def save_state(state: Mapping[str, np.ndarray], path: PathLike, *, overwrite: bool = False) -> None:
-    """Write a state dict to `path` in the format of its extension, atomically."""
+def save_state(state: Mapping[str, np.ndarray], path: PathLike, *, overwrite: bool = False,
+               shards: Mapping[str, str] | None = None, index: bool | None = None) -> None:
+    """Write a state dict to `path` in the format of its extension, atomically.
+
+    A path without an extension is written as a Hugging Face checkpoint folder: `shards` maps
+    tensor names to the file of the folder each goes to (default: all to model.safetensors), and
+    model.safetensors.index.json lists them when there are several files or `index` is true.
+    Tensors are read from `state` one shard at a time, so a lazy mapping keeps one shard in memory.
+    """
     fmt = model_format(path)
+    if fmt == "folder":
+        _save_folder(state, path, overwrite=overwrite, shards=shards, index=index)
+        return
     arrays = _as_arrays(state)
     writer = {"npz": _save_npz, "safetensors": _save_safetensors, "pt": _save_torch}[fmt]
     write_atomically(path, lambda tmp: writer(arrays, tmp), overwrite=overwrite)
@@ -361,6 +388,9 @@ def _save_npz(state: Mapping[str, np.ndarray], tmp: str) -> None:
     # named "file" or "allow_pickle", and because it appends ".npz" to names without it.
     with open(tmp, "wb") as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, value in state.items():
+            if is_bfloat16(value.dtype):
+                raise ValueError(f"tensor {name!r} is bfloat16, which .npz cannot hold (numpy would store it as "
+                                 "untyped 2-byte values); write .safetensors or .pt")
             with zf.open(name + ".npy", "w", force_zip64=True) as member:
                 try:
                     np.lib.format.write_array(member, value, allow_pickle=False)
@@ -385,7 +415,7 @@ _SAFETENSORS_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint
 
 
 @contextlib.contextmanager
-def _open_safetensors(path: PathLike) -> Iterator[dict[str, TensorSource]]:
+def _open_safetensors(path: PathLike, shard: str | None = None) -> Iterator[dict[str, TensorSource]]:
     _safetensors_module()
     from safetensors import safe_open
 
@@ -409,8 +439,8 @@ def _open_safetensors(path: PathLike) -> Iterator[dict[str, TensorSource]]:
         for name, code, shape in tensors:
             dtype = _SAFETENSORS_DTYPES.get(code, code.lower())
             if dtype == "bfloat16":
-                raise ValueError(f"{path}: tensor {name!r} is bfloat16, which is not supported yet")
-            state[name] = TensorSource(name, dtype, shape, _safetensors_loader(path, f, name))
+                bfloat16()  # safetensors gives ml_dtypes' bfloat16 arrays: ImportError naming it if missing
+            state[name] = TensorSource(name, dtype, shape, _safetensors_loader(path, f, name), shard)
         yield state
 
 
@@ -432,6 +462,121 @@ def _save_safetensors(state: Mapping[str, np.ndarray], tmp: str) -> None:
         st.save_file(dict(state), tmp)
     except Exception as e:
         raise ValueError(f"cannot write safetensors: {e}") from None
+
+
+# --------------------------------------------------------------------------- Hugging Face folders
+
+
+def _folder_error(path: PathLike, problem: str) -> ValueError:
+    return ValueError(f"{path}: not a valid checkpoint folder ({problem})")
+
+
+def _read_index(path: PathLike) -> dict[str, str]:
+    """tensor name -> shard file, from a folder's model.safetensors.index.json."""
+    index = os.path.join(path, HF_INDEX)
+    try:
+        with open(index, "rb") as f:
+            data = json.loads(f.read(1 << 26))  # an index of a million tensors is ~64 MB
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _folder_error(path, f"{HF_INDEX}: {e}") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in weight_map.items()):
+        raise _folder_error(path, f"{HF_INDEX} has no weight_map of tensor names to files")
+    for shard in set(weight_map.values()):
+        # Shards are files of the folder itself: nothing outside it is read, or later written.
+        if os.path.basename(shard) != shard or shard in ("", ".", "..") or not shard.endswith(".safetensors"):
+            raise _folder_error(path, f"{HF_INDEX} names {shard!r}, not a .safetensors file of the folder")
+    return weight_map
+
+
+@contextlib.contextmanager
+def _open_folder(path: PathLike) -> Iterator[dict[str, TensorSource]]:
+    # A folder as Hugging Face writes one: model.safetensors, or the shards its index lists.
+    if os.path.exists(os.path.join(path, HF_INDEX)):
+        weight_map = _read_index(path)
+        shards = sorted(set(weight_map.values()))
+    elif os.path.isfile(os.path.join(path, HF_WEIGHTS)):
+        weight_map, shards = None, [HF_WEIGHTS]
+    else:
+        raise _folder_error(path, f"it has neither {HF_WEIGHTS} nor {HF_INDEX}")
+    with contextlib.ExitStack() as stack:
+        state: dict[str, TensorSource] = {}
+        for shard in shards:
+            file = os.path.join(path, shard)
+            _check_readable(file, "safetensors")
+            for name, t in stack.enter_context(_open_safetensors(file, shard)).items():
+                if name in state:
+                    raise _folder_error(path, f"tensor {name!r} is in {state[name].shard} and {shard}")
+                if weight_map is not None and weight_map.get(name) != shard:
+                    raise _folder_error(path, f"tensor {name!r} is in {shard}, the index says {weight_map.get(name)}")
+                state[name] = t
+        if weight_map is not None and len(state) != len(weight_map):
+            absent = sorted(set(weight_map) - set(state))
+            raise _folder_error(path, f"the index lists {', '.join(map(repr, absent[:3]))} which no shard holds")
+        yield state
+
+
+def _save_folder(state: Mapping[str, np.ndarray], path: PathLike, *, overwrite: bool,
+                 shards: Mapping[str, str] | None, index: bool | None) -> None:
+    shard_of = {name: (shards or {}).get(name, HF_WEIGHTS) for name in state}
+    files = sorted(set(shard_of.values()))
+    if not all(os.path.basename(f) == f and f.endswith(".safetensors") and f != HF_INDEX for f in files):
+        raise ValueError(f"shard names must be .safetensors file names, got {files}")
+    with_index = len(files) > 1 or bool(index)
+
+    def write(tmp: str) -> None:
+        total = 0
+        for file in files:  # one shard's tensors in memory at a time
+            arrays = _as_arrays({name: state[name] for name in state if shard_of[name] == file})
+            total += sum(a.nbytes for a in arrays.values())
+            _save_safetensors(arrays, os.path.join(tmp, file))
+        if with_index:
+            text = json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(shard_of.items()))},
+                              indent=2)
+            with open(os.path.join(tmp, HF_INDEX), "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+
+    write_folder_atomically(path, write, overwrite=overwrite)
+
+
+def write_folder_atomically(path: PathLike, write: Callable[[str], None], *, overwrite: bool = False) -> None:
+    """Call `write(tmp)` on a fresh directory next to `path`, then rename it to `path`.
+
+    A reader sees the old folder or the complete new one. With overwrite, an existing folder is
+    renamed aside first and removed only once the new one is in place; a folder that is not a
+    checkpoint (no model.safetensors or index) is never replaced.
+    """
+    path = os.fspath(path).rstrip(os.sep) or os.sep
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{path}: directory {parent} does not exist")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"{path}: exists and is not a folder")
+        if not overwrite:
+            raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+        if not {HF_WEIGHTS, HF_INDEX} & set(os.listdir(path)):
+            raise ValueError(f"{path}: a folder that is not a checkpoint; refusing to replace it")
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    os.mkdir(tmp)
+    old = None
+    try:
+        write(tmp)
+        if os.path.exists(path):
+            if not overwrite:
+                raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+            old = f"{tmp}.old"
+            os.rename(path, old)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not os.path.exists(path):
+            os.rename(old, path)  # put the user's folder back
+            old = None
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- PyTorch
@@ -504,8 +649,7 @@ def _open_torch(path: PathLike) -> Iterator[dict[str, TensorSource]]:
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
         if value.dtype == torch.bfloat16:
-            # numpy has no bfloat16; converting would silently change what is stored.
-            raise ValueError(f"{path}: tensor {name!r} is bfloat16, which is not supported yet")
+            bfloat16()  # read as ml_dtypes' bfloat16: ImportError naming it if missing
         state[str(name)] = TensorSource(str(name), str(value.dtype).replace("torch.", ""), value.shape,
                                         _torch_loader(path, str(name), value))
     yield state
@@ -514,7 +658,10 @@ def _open_torch(path: PathLike) -> Iterator[dict[str, TensorSource]]:
 def _torch_loader(path: PathLike, name: str, value: Any) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         try:
-            return value.detach().cpu().contiguous().numpy()
+            t = value.detach().cpu().contiguous()
+            if t.dtype == _torch("reading").bfloat16:  # numpy has none: the same bits, as ml_dtypes' type
+                return t.view(_torch("reading").int16).numpy().view(bfloat16())
+            return t.numpy()
         except (TypeError, RuntimeError) as e:
             raise ValueError(f"{path}: tensor {name!r} cannot be converted to numpy ({e})") from None
 
@@ -526,6 +673,9 @@ def _save_torch(state: Mapping[str, np.ndarray], tmp: str) -> None:
     tensors = {}
     for name, value in state.items():
         try:
+            if is_bfloat16(value.dtype):  # the same bits, as torch's own bfloat16
+                tensors[name] = torch.from_numpy(np.array(value).view(np.int16)).view(torch.bfloat16)
+                continue
             tensors[name] = torch.from_numpy(np.array(value))  # a copy: from_numpy shares memory
         except TypeError as e:
             raise ValueError(f"tensor {name!r} of dtype {value.dtype} cannot be stored by PyTorch ({e})") from None

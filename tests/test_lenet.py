@@ -10,7 +10,7 @@ import pytest
 
 
 from weightless import lenet as L
-from weightless import datasets as D
+from weightless.experiments import datasets as D
 
 EXPECTED_SHAPES = {
     "fc1.weight": (300, 784), "fc1.bias": (300,),

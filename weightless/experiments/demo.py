@@ -13,29 +13,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .cli import Subcommands
 
 # Layers the demo compresses, how sparse each becomes (Deep Compression's LeNet-300-100
 # densities: 8% and 9% kept) and the extra cell bits each gets over --cell-bits. fc1, the
 # largest layer, is the paper's target; fc2 is small, so its false positives weigh more on
 # each output (a few more bits there cost little).
 LAYERS = {"fc1.weight": (0.92, 0), "fc2.weight": (0.91, 2)}
-
-
-def add_parser(sub: Subcommands) -> None:
-    p = sub.add_parser("demo", help="train LeNet-300-100 on MNIST, compress it, report sizes and accuracy")
-    p.add_argument("--cell-bits", type=int, default=8, help="bits per filter cell t (default 8)")
-    p.add_argument("--clusters", type=int, default=16, help="k-means clusters per layer (default 16)")
-    p.add_argument("--epochs", type=int, default=7, help="epochs to train the baseline (default 7)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", help="keep the compressed model at this .wl path")
-    p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
-    p.set_defaults(run=run)
 
 
 def _step(message: str) -> float:
@@ -48,12 +33,12 @@ def _done(start: float, result: str) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from .baselines import csr_zstd_nbytes, deep_compression_nbytes
-    from .codec import encode_layer
-    from .container import compress, decompress
+    from ..baselines import csr_zstd_nbytes, deep_compression_nbytes
+    from ..codec import encode_layer
+    from ..container import compress, decompress
+    from ..lenet import accuracy, train_lenet300
+    from ..prune import prune_mask
     from .datasets import load_mnist
-    from .lenet import accuracy, train_lenet300
-    from .prune import prune_mask
 
     if args.output and Path(args.output).exists() and not args.force:
         raise FileExistsError(f"{args.output} exists (use --force to overwrite)")

@@ -80,5 +80,6 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch threads (default: 1 for lenet-300-100, whose small matrix products gain nothing "
                         "from a second thread; all cores for lenet-5)")
-    p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no per-epoch progress bars (they show only when stderr is a terminal)")
     p.set_defaults(run=_run_reproduce)

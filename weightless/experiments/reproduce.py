@@ -499,4 +499,5 @@ def run_cli(args: argparse.Namespace) -> None:
     if threads is None:  # see --threads
         threads = 1 if args.model == "lenet-300-100" else os.cpu_count() or 1
     torch.set_num_threads(threads)
-    run(args.model, Path(args.out), args.quick, args.all_layers, args.seed, progress=not args.no_progress)
+    progress = not args.no_progress and sys.stderr.isatty()  # bars only on a terminal, not in a log
+    run(args.model, Path(args.out), args.quick, args.all_layers, args.seed, progress=progress)

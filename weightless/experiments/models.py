@@ -1,4 +1,5 @@
-"""The paper's two MNIST models, as nn.Sequential with named layers."""
+"""The paper's two MNIST models, as nn.Sequential with named layers (`weightless.torch` re-exports
+them under their old names, lenet_300_100 and lenet_5)."""
 
 from __future__ import annotations
 

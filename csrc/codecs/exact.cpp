@@ -4,6 +4,7 @@
 #include "codecs/exact.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -13,15 +14,45 @@
 namespace wl {
 namespace {
 
-constexpr uint32_t kScaleBits = 12;
-constexpr uint32_t kScale = 1u << kScaleBits;
-constexpr uint32_t kRansL = 1u << 23;  // state in [L, 256 L): byte-wise renormalisation
-constexpr uint32_t kDirectGaps = 16;   // gaps 0..15 are their own symbol
+constexpr uint32_t kMaxScaleBits = 12;      // a table's frequencies sum to 2^b, b <= 12
+constexpr uint32_t kUnusedTable = 15;       // the 4-bit b of a context no symbol uses
+constexpr uint64_t kRansL = uint64_t(1) << 31;  // state in [L, 2^63): 32-bit renormalisation
+constexpr uint32_t kRawChunk = 16;          // raw gap bits go through the gap stream 16 at a time
+constexpr uint32_t kDirectGaps = 16;        // gaps 0..15 are their own symbol
 constexpr uint32_t kGapSymbols = 256;
 constexpr uint8_t kMagic[4] = {'W', 'L', 'E', 'X'};
 
 [[noreturn]] void malformed(const std::string& what) {
     throw std::invalid_argument("malformed exact payload: " + what);
+}
+
+// --- CRC-32 (zlib's), sliced by 8: the decoder checks the whole payload first --------------
+
+struct CrcTables {
+    uint32_t t[8][256];
+    CrcTables() {
+        for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[0][i] = c;
+        }
+        for (uint32_t i = 0; i < 256; ++i)
+            for (int j = 1; j < 8; ++j) t[j][i] = t[0][t[j - 1][i] & 0xFF] ^ (t[j - 1][i] >> 8);
+    }
+};
+
+uint32_t fast_crc32(const uint8_t* p, size_t n) {
+    static const CrcTables tables;
+    const auto& t = tables.t;
+    uint32_t c = 0xFFFFFFFFu;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t lo = (uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24) ^ c;
+        uint32_t hi = uint32_t(p[4]) | uint32_t(p[5]) << 8 | uint32_t(p[6]) << 16 | uint32_t(p[7]) << 24;
+        c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^
+            t[3][hi & 0xFF] ^ t[2][(hi >> 8) & 0xFF] ^ t[1][(hi >> 16) & 0xFF] ^ t[0][hi >> 24];
+    }
+    for (; n; ++p, --n) c = t[0][(c ^ *p) & 0xFF] ^ (c >> 8);
+    return ~c;
 }
 
 // --- symbolisation ------------------------------------------------------------------------
@@ -43,7 +74,7 @@ inline uint32_t gap_context(uint32_t previous_symbol) {
     return previous_symbol == 0 ? 0 : previous_symbol < 4 ? 1 : 2;
 }
 
-// --- little-endian helpers ----------------------------------------------------------------
+// --- byte and bit helpers -----------------------------------------------------------------
 
 void put_varint(std::vector<uint8_t>& out, uint64_t v) {
     while (v >= 0x80) {
@@ -51,6 +82,10 @@ void put_varint(std::vector<uint8_t>& out, uint64_t v) {
         v >>= 7;
     }
     out.push_back(uint8_t(v));
+}
+
+inline uint32_t load_le32(const uint8_t* p) {
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 
 struct Reader {
@@ -83,31 +118,87 @@ struct Reader {
     }
 };
 
+// LSB-first bits (the table section).
+struct BitWriter {
+    std::vector<uint8_t> bytes;
+    uint64_t acc = 0;
+    unsigned n = 0;
+    void put(uint32_t v, unsigned k) {  // k <= 24
+        acc |= uint64_t(v & ((1u << k) - 1)) << n;
+        n += k;
+        while (n >= 8) {
+            bytes.push_back(uint8_t(acc));
+            acc >>= 8;
+            n -= 8;
+        }
+    }
+    void gamma(uint32_t v) {  // v >= 1: floor(log2 v) zeros, a one, the bits below the leading one
+        unsigned l = 31 - unsigned(__builtin_clz(v));
+        put(0, l);
+        put(1, 1);
+        put(v, l);
+    }
+    void exp_golomb(uint32_t v, unsigned k) {
+        gamma((v >> k) + 1);
+        put(v, k);
+    }
+    void finish() {
+        if (n) bytes.push_back(uint8_t(acc));
+        acc = 0;
+        n = 0;
+    }
+};
+
+inline unsigned gamma_bits(uint32_t v) { return 2 * (31 - unsigned(__builtin_clz(v))) + 1; }
+inline unsigned exp_golomb_bits(uint32_t v, unsigned k) { return gamma_bits((v >> k) + 1) + k; }
+
+struct BitReader {
+    const uint8_t* p;
+    size_t size;
+    uint64_t bit = 0;
+    uint32_t get(unsigned k) {  // k <= 16
+        if (k > size * 8 - bit) malformed("table section truncated");
+        uint32_t v = 0;
+        for (unsigned i = 0; i < k; ++i, ++bit) v |= uint32_t((p[bit >> 3] >> (bit & 7)) & 1) << i;
+        return v;
+    }
+    uint32_t gamma(unsigned max_log2) {
+        unsigned l = 0;
+        while (get(1) == 0)
+            if (++l > max_log2) malformed("table: gamma code too long");
+        return (1u << l) | get(l);
+    }
+    uint32_t exp_golomb(unsigned k) {
+        uint32_t high = gamma(13) - 1;
+        return (high << k) | get(k);
+    }
+};
+
 // --- frequency tables ---------------------------------------------------------------------
 
-// Counts -> frequencies summing to kScale, every counted symbol at least 1. Deterministic.
-std::vector<uint32_t> normalise(const std::vector<uint64_t>& counts) {
+// Counts -> frequencies summing to 2^b, every counted symbol at least 1. Deterministic.
+std::vector<uint32_t> normalise(const std::vector<uint64_t>& counts, uint32_t b) {
+    const uint32_t scale = 1u << b;
     std::vector<uint32_t> f(counts.size(), 0);
     uint64_t total = 0;
-    for (uint64_t c : counts) total += c;
-    if (total == 0) return {};
-    size_t used = 0, largest = 0;
+    size_t largest = 0;
+    for (size_t i = 0; i < counts.size(); ++i) {
+        total += counts[i];
+        if (counts[i] > counts[largest]) largest = i;
+    }
+    int64_t sum = 0;
     for (size_t i = 0; i < counts.size(); ++i) {
         if (!counts[i]) continue;
-        ++used;
-        if (counts[i] > counts[largest] || !counts[largest]) largest = i;
-        long double share = (long double)counts[i] * kScale / (long double)total;
+        long double share = (long double)counts[i] * scale / (long double)total;
         f[i] = std::max<uint32_t>(1, uint32_t(share + 0.5L));
+        sum += f[i];
     }
-    if (used > kScale) throw std::invalid_argument("exact_encode: more symbols than the table scale");
-    int64_t sum = 0;
-    for (uint32_t v : f) sum += v;
-    if (sum < int64_t(kScale)) f[largest] += uint32_t(int64_t(kScale) - sum);
-    while (sum > int64_t(kScale)) {  // take from the largest frequencies, keeping each >= 1
+    if (sum < int64_t(scale)) f[largest] += uint32_t(int64_t(scale) - sum);
+    while (sum > int64_t(scale)) {  // take from the largest frequencies, keeping each >= 1
         size_t big = 0;
         for (size_t i = 0; i < f.size(); ++i)
             if (f[i] > f[big]) big = i;
-        uint32_t take = uint32_t(std::min<int64_t>(sum - kScale, std::max<uint32_t>(1, f[big] / 16)));
+        uint32_t take = uint32_t(std::min<int64_t>(sum - scale, std::max<uint32_t>(1, f[big] / 16)));
         take = std::min(take, f[big] - 1);
         f[big] -= take;
         sum -= take;
@@ -117,82 +208,109 @@ std::vector<uint32_t> normalise(const std::vector<uint64_t>& counts) {
 }
 
 struct EncTable {
+    uint32_t b = kUnusedTable, k = 0;
     std::vector<uint32_t> freq, cum;
 };
 
-EncTable enc_table(const std::vector<uint64_t>& counts) {
-    EncTable t;
-    t.freq = normalise(counts);
-    t.cum.resize(t.freq.size());
+// Bits of a table's description with Exp-Golomb order k.
+uint64_t table_bits(const std::vector<uint32_t>& f, unsigned k) {
+    uint64_t bits = 4 + gamma_bits(uint32_t(f.size()));
+    if (f.size() >= 2) {
+        bits += 4;
+        for (size_t i = 0; i + 1 < f.size(); ++i) bits += exp_golomb_bits(f[i], k);
+    }
+    return bits;
+}
+
+// The table minimising (its description + the symbols it codes), over scales and orders.
+EncTable choose_table(const std::vector<uint64_t>& counts) {
+    EncTable best;
+    size_t used = 0;
+    for (uint64_t c : counts) used += c != 0;
+    if (!used) return best;  // unused context
+    uint32_t b_min = 0;
+    while ((size_t(1) << b_min) < used) ++b_min;
+    if (b_min > kMaxScaleBits) throw std::invalid_argument("exact_encode: more symbols than a table holds");
+    long double best_bits = -1;
+    for (uint32_t b = b_min; b <= kMaxScaleBits; ++b) {
+        std::vector<uint32_t> f = normalise(counts, b);
+        long double bits = 0;
+        for (size_t i = 0; i < f.size(); ++i)
+            if (counts[i]) bits += (long double)counts[i] * (b - std::log2((long double)f[i]));
+        unsigned best_k = 0;
+        uint64_t tb = table_bits(f, 0);
+        for (unsigned k = 1; k <= kMaxScaleBits; ++k) {
+            uint64_t t = table_bits(f, k);
+            if (t < tb) tb = t, best_k = k;
+        }
+        bits += tb;
+        if (best_bits < 0 || bits < best_bits) {
+            best_bits = bits;
+            best.b = b;
+            best.k = best_k;
+            best.freq = f;
+        }
+    }
+    best.cum.resize(best.freq.size());
     uint32_t c = 0;
-    for (size_t i = 0; i < t.freq.size(); ++i) {
-        t.cum[i] = c;
-        c += t.freq[i];
+    for (size_t i = 0; i < best.freq.size(); ++i) {
+        best.cum[i] = c;
+        c += best.freq[i];
+    }
+    return best;
+}
+
+void write_table(BitWriter& w, const EncTable& t) {
+    w.put(t.b, 4);
+    if (t.b == kUnusedTable) return;
+    w.gamma(uint32_t(t.freq.size()));
+    if (t.freq.size() < 2) return;
+    w.put(t.k, 4);
+    for (size_t i = 0; i + 1 < t.freq.size(); ++i) w.exp_golomb(t.freq[i], t.k);
+}
+
+struct DecTable {
+    uint32_t b = kUnusedTable, mask = 0;
+    std::vector<uint16_t> sym;  // slot -> symbol, 2^b entries
+    std::vector<uint32_t> fc;   // symbol -> freq | cum << 16
+};
+
+DecTable read_table(BitReader& r, uint32_t max_symbols) {
+    DecTable t;
+    t.b = r.get(4);
+    if (t.b == kUnusedTable) return t;
+    if (t.b > kMaxScaleBits) malformed("table scale out of range");
+    const uint32_t scale = 1u << t.b;
+    t.mask = scale - 1;
+    uint32_t a = r.gamma(12);
+    if (a > max_symbols) malformed("table has more symbols than its alphabet");
+    t.fc.resize(a);
+    t.sym.resize(scale);
+    uint32_t k = a >= 2 ? r.get(4) : 0;
+    if (k > kMaxScaleBits) malformed("table order out of range");
+    uint32_t sum = 0;
+    for (uint32_t i = 0; i < a; ++i) {
+        uint32_t f;
+        if (i + 1 < a) {
+            f = r.exp_golomb(k);
+            if (f > scale - sum) malformed("frequencies exceed the table scale");
+        } else {
+            f = scale - sum;
+            if (f == 0) malformed("table ends in an unused symbol");
+        }
+        t.fc[i] = f | sum << 16;
+        for (uint32_t s = 0; s < f; ++s) t.sym[sum + s] = uint16_t(i);
+        sum += f;
     }
     return t;
 }
 
-struct DecTable {
-    std::vector<uint16_t> freq, cum, sym;  // sym: slot -> symbol, kScale entries
-};
-
-// --- raw bits -----------------------------------------------------------------------------
-
-struct BitWriter {
-    std::vector<uint8_t> bytes;
-    uint64_t acc = 0;
-    unsigned n = 0;
-    void put(uint64_t v, unsigned k) {  // k <= 61
-        while (k) {
-            unsigned step = std::min(k, 32u);
-            acc |= (v & ((uint64_t(1) << step) - 1)) << n;
-            n += step;
-            v >>= step;
-            k -= step;
-            while (n >= 8) {
-                bytes.push_back(uint8_t(acc));
-                acc >>= 8;
-                n -= 8;
-            }
-        }
-    }
-    void finish() {
-        if (n) bytes.push_back(uint8_t(acc));
-        acc = 0;
-        n = 0;
-    }
-};
-
-struct BitReader {
-    const uint8_t* p;
-    size_t size;
-    uint64_t bit = 0;
-    uint64_t get32(unsigned k) {  // k <= 32
-        if (k > size * 8 - bit) malformed("raw bit stream truncated");
-        size_t at = size_t(bit >> 3);
-        unsigned sh = unsigned(bit & 7);
-        uint64_t w;
-        if (size - at >= 8) {
-            w = 0;
-            for (unsigned i = 0; i < 8; ++i) w |= uint64_t(p[at + i]) << (8 * i);
-        } else {
-            w = 0;
-            for (size_t i = 0; at + i < size; ++i) w |= uint64_t(p[at + i]) << (8 * i);
-        }
-        bit += k;
-        return (w >> sh) & ((uint64_t(1) << k) - 1);
-    }
-    uint64_t get(unsigned k) {
-        if (k <= 32) return get32(k);
-        uint64_t lo = get32(32);
-        return lo | (get32(k - 32) << 32);
-    }
-};
-
 // --- modes and contexts -------------------------------------------------------------------
 
 uint32_t gap_tables(uint32_t gap_mode) { return gap_mode == 0 ? 1 : 3; }
-uint32_t code_tables(uint32_t code_mode, uint64_t k) { return code_mode == 0 ? 1 : uint32_t(k) + 1; }
+uint32_t code_tables(uint32_t code_mode, uint64_t k) {
+    return code_mode == 0 ? 1 : code_mode == 3 ? uint32_t(k) + 3 : uint32_t(k) + 1;
+}
 
 // The 2-D view's row length: size / shape[0] (the whole tensor for 0-D and 1-D).
 uint64_t row_length(const std::vector<uint64_t>& shape, uint64_t size) {
@@ -200,18 +318,19 @@ uint64_t row_length(const std::vector<uint64_t>& shape, uint64_t size) {
     return size / shape[0];
 }
 
-// Walks the kept weights in order and reports each one's contexts. `Row` tracks the current
-// row's end so that "same row" needs no division.
+// Walks the kept weights in order and gives each one's contexts; tracks the current row's end
+// so that "same row" needs no division.
 struct ContextTracker {
     uint32_t gap_mode, code_mode;
     uint64_t row_len;
+    uint32_t k;
     uint64_t row_end = 0;
     bool has_prev = false;
     uint64_t prev_pos = 0;
     uint32_t prev_code = 0, prev_gap_sym = kDirectGaps;  // first gap: context 2
 
     uint32_t gap_ctx() const { return gap_mode == 0 ? 0 : gap_context(prev_gap_sym); }
-    // Code context of a kept weight at pos (called after gap decoding, before the code).
+    // Code context of a kept weight at pos (after its gap, before its code).
     uint32_t code_ctx(uint64_t pos) {
         if (code_mode == 0) return 0;
         bool same_row = has_prev && pos < row_end;
@@ -219,8 +338,10 @@ struct ContextTracker {
             while (row_end <= pos) row_end += row_len;  // O(rows) in all
             return 0;
         }
-        if (code_mode == 1 && prev_pos + 1 != pos) return 0;
-        return 1 + prev_code;
+        if (prev_pos + 1 == pos) return 1 + prev_code;
+        if (code_mode == 1) return 0;
+        if (code_mode == 2) return 1 + prev_code;
+        return k + 1 + (2 * prev_code >= k);  // mode 3: which half of the codebook
     }
     void advance(uint64_t pos, uint32_t gap_sym, uint32_t code) {
         has_prev = true;
@@ -230,14 +351,65 @@ struct ContextTracker {
     }
 };
 
+// --- rANS, 64-bit state, 32-bit words ---------------------------------------------------------
+// A stream holds W = 1, 2 or 4 interleaved states: symbol i of the stream uses state i mod W (a
+// gap's raw bits use its symbol's state), and all share one word sequence.
+
+struct RansEncoder {
+    std::vector<uint32_t> words;  // in reverse order of reading
+    uint64_t x[4] = {kRansL, kRansL, kRansL, kRansL};
+    void put(unsigned j, uint32_t freq, uint32_t cum, uint32_t b) {
+        uint64_t x_max = ((kRansL >> b) << 32) * freq;
+        if (x[j] >= x_max) {
+            words.push_back(uint32_t(x[j]));
+            x[j] >>= 32;
+        }
+        x[j] = ((x[j] / freq) << b) + (x[j] % freq) + cum;
+    }
+    std::vector<uint8_t> finish(unsigned ways) {
+        for (unsigned j = ways; j-- > 0;) {
+            words.push_back(uint32_t(x[j] >> 32));
+            words.push_back(uint32_t(x[j]));
+        }
+        std::vector<uint8_t> out;
+        out.reserve(4 * words.size());
+        for (size_t i = words.size(); i-- > 0;)
+            for (int k = 0; k < 4; ++k) out.push_back(uint8_t(words[i] >> (8 * k)));
+        return out;
+    }
+};
+
+struct Stream {
+    const uint8_t* in;
+    const uint8_t* end;
+};
+
+inline void rans_start(Stream& s, const uint8_t* p, size_t n, unsigned ways, uint64_t* x) {
+    if (n < 8 * ways || n % 4) malformed("rANS stream size");
+    for (unsigned j = 0; j < ways; ++j) {
+        x[j] = uint64_t(load_le32(p + 8 * j)) | uint64_t(load_le32(p + 8 * j + 4)) << 32;
+        if (x[j] < kRansL || x[j] >> 63) malformed("rANS state out of range");
+    }
+    s.in = p + 8 * ways;
+    s.end = p + n;
+}
+
+inline void rans_renorm(uint64_t& x, Stream& s) {
+    if (x < kRansL) {
+        if (s.in == s.end) malformed("rANS stream truncated");
+        x = (x << 32) | load_le32(s.in);
+        s.in += 4;
+    }
+}
+
 struct Header {
     ExactInfo info;
-    uint32_t k = 0;
+    uint32_t k = 0, ways = 1;
     std::vector<DecTable> gap, code;
-    const uint8_t* rans = nullptr;
-    size_t rans_size = 0;
-    const uint8_t* raw = nullptr;
-    size_t raw_size = 0;
+    const uint8_t* gap_stream = nullptr;
+    size_t gap_size = 0;
+    const uint8_t* code_stream = nullptr;
+    size_t code_size = 0;
 };
 
 uint64_t checked_size(const uint64_t* shape, size_t ndim) {
@@ -251,45 +423,23 @@ uint64_t checked_size(const uint64_t* shape, size_t ndim) {
     return zero ? 0 : size;
 }
 
-DecTable read_table(Reader& r, uint32_t max_symbols) {
-    DecTable t;
-    uint64_t a = r.varint("table size");
-    if (a == 0) return t;  // a context no symbol uses
-    if (a > max_symbols) malformed("table has more symbols than its alphabet");
-    t.freq.resize(size_t(a));
-    t.cum.resize(size_t(a));
-    t.sym.resize(kScale);
-    uint32_t sum = 0;
-    for (size_t i = 0; i < a; ++i) {
-        uint64_t f = r.varint("table");
-        if (f > kScale - sum) malformed("frequencies exceed the table scale");
-        t.cum[i] = uint16_t(sum);
-        t.freq[i] = uint16_t(f);
-        for (uint32_t s = 0; s < f; ++s) t.sym[sum + s] = uint16_t(i);
-        sum += uint32_t(f);
-    }
-    if (sum != kScale) malformed("frequencies do not sum to the table scale");
-    if (t.freq.back() == 0) malformed("table ends in an unused symbol");
-    return t;
-}
-
 Header parse(const uint8_t* data, size_t size) {
     if (!data && size) malformed("null buffer");
     if (size < 12) malformed("truncated (" + std::to_string(size) + " bytes)");
-    uint32_t crc = uint32_t(data[size - 4]) | uint32_t(data[size - 3]) << 8 | uint32_t(data[size - 2]) << 16 |
-                   uint32_t(data[size - 1]) << 24;
     if (std::memcmp(data, kMagic, 4) != 0) malformed("bad magic");
-    if (crc32(data, size - 4) != crc) malformed("checksum mismatch (the data is corrupted)");
+    if (fast_crc32(data, size - 4) != load_le32(data + size - 4)) malformed("checksum mismatch (the data is corrupted)");
     Reader r{data, size - 4, 4};
     Header h;
     if (r.byte("version") != kExactVersion) malformed("unsupported version");
     uint32_t ndim = r.byte("ndim");
     uint8_t modes = r.byte("modes");
-    if (r.byte("reserved") != 0) malformed("reserved byte is not zero");
+    uint8_t ways_log2 = r.byte("ways");
+    if (ways_log2 > 2) malformed("more than 4 rANS states per stream");
+    h.ways = 1u << ways_log2;
     if (ndim > kExactMaxNdim) malformed("too many dimensions");
     h.info.gap_mode = modes & 3;
     h.info.code_mode = (modes >> 2) & 3;
-    if ((modes >> 4) || h.info.gap_mode > 1 || h.info.code_mode > 2) malformed("unknown modes");
+    if ((modes >> 4) || h.info.gap_mode > 1 || h.info.code_mode > 3) malformed("unknown modes");
     h.info.shape.resize(ndim);
     for (auto& d : h.info.shape) d = r.varint("shape");
     h.info.size = checked_size(h.info.shape.data(), ndim);
@@ -304,91 +454,144 @@ Header parse(const uint8_t* data, size_t size) {
     const uint8_t* book = r.take(4 * k, "codebook");
     h.info.codebook.resize(size_t(k));
     for (size_t i = 0; i < k; ++i) {
-        uint32_t bits = uint32_t(book[4 * i]) | uint32_t(book[4 * i + 1]) << 8 | uint32_t(book[4 * i + 2]) << 16 |
-                        uint32_t(book[4 * i + 3]) << 24;
+        uint32_t bits = load_le32(book + 4 * i);
         std::memcpy(&h.info.codebook[i], &bits, 4);
     }
+    uint64_t table_size = r.varint("table section size");
+    BitReader tr{r.take(table_size, "table section"), size_t(table_size)};
     uint32_t ng = gap_tables(h.info.gap_mode), nc = code_tables(h.info.code_mode, k);
     h.gap.reserve(ng);
     h.code.reserve(nc);
-    for (uint32_t i = 0; i < ng; ++i) h.gap.push_back(read_table(r, kGapSymbols));
-    for (uint32_t i = 0; i < nc; ++i) h.code.push_back(read_table(r, h.k));
-    uint64_t rans_size = r.varint("stream sizes"), raw_size = r.varint("stream sizes");
-    h.rans = r.take(rans_size, "rANS stream");
-    h.raw = r.take(raw_size, "raw bit stream");
-    h.rans_size = size_t(rans_size);
-    h.raw_size = size_t(raw_size);
+    for (uint32_t i = 0; i < ng; ++i) h.gap.push_back(read_table(tr, kGapSymbols));
+    for (uint32_t i = 0; i < nc; ++i) h.code.push_back(read_table(tr, h.k));
+    if ((tr.bit + 7) / 8 != table_size) malformed("table section has unused bytes");
+    while (tr.bit % 8)
+        if (tr.get(1)) malformed("table section padding is not zero");
+    uint64_t gap_size = r.varint("gap stream size");
+    h.gap_stream = r.take(gap_size, "gap stream");
+    uint64_t code_size = r.varint("code stream size");
+    h.code_stream = r.take(code_size, "code stream");
+    h.gap_size = size_t(gap_size);
+    h.code_size = size_t(code_size);
     if (r.at != r.size) malformed("trailing bytes before the checksum");
-    if (h.info.kept == 0 && (rans_size || raw_size)) malformed("streams present for an empty tensor");
-    if (h.info.kept && rans_size < 4) malformed("rANS stream too short");
+    if (h.info.kept == 0 && (gap_size || code_size)) malformed("streams present for an empty tensor");
     return h;
 }
 
-// The decoder's one pass; emit(pos, code) for every kept weight, in order.
+struct GapSymbols {  // gap symbol -> (smallest gap, raw bits)
+    uint64_t base[kGapSymbols];
+    uint32_t bits[kGapSymbols];
+    GapSymbols() {
+        for (uint32_t s = 0; s < kGapSymbols; ++s) {
+            if (s < kDirectGaps) {
+                base[s] = s;
+                bits[s] = 0;
+            } else {
+                uint32_t e = (s - kDirectGaps) / 4 + 4;
+                bits[s] = e - 2;
+                base[s] = uint64_t(4 | ((s - kDirectGaps) & 3)) << (e - 2);
+            }
+        }
+    }
+};
+
+inline uint32_t decode_symbol(uint64_t& x, Stream& s, const DecTable& t) {
+    uint32_t slot = uint32_t(x) & t.mask;
+    uint32_t sym = t.sym[slot];
+    uint32_t fc = t.fc[sym];
+    x = uint64_t(fc & 0xFFFF) * (x >> t.b) + slot - (fc >> 16);
+    rans_renorm(x, s);
+    return sym;
+}
+
+inline uint64_t decode_raw(uint64_t& x, Stream& s, uint32_t bits) {  // bits <= 16
+    uint64_t v = x & ((uint64_t(1) << bits) - 1);
+    x >>= bits;
+    rans_renorm(x, s);
+    return v;
+}
+
+// The decoder's one pass; emit(pos, code) for every kept weight, in order. Gaps and codes are
+// separate streams of W interleaved states each, so 2 W dependency chains overlap; contexts
+// are chosen without branches where the compiler allows.
+template <unsigned W, typename Emit>
+void decode_pass_w(const Header& h, Emit emit) {
+    static const GapSymbols gap_symbols;
+    const uint64_t n = h.info.kept;
+    uint64_t gx[W], cx[W];
+    Stream gs, cs;
+    rans_start(gs, h.gap_stream, h.gap_size, W, gx);
+    rans_start(cs, h.code_stream, h.code_size, W, cx);
+    const uint64_t size = h.info.size;
+    const uint64_t row_len = row_length(h.info.shape, h.info.size);
+    const DecTable* gap_t = h.gap.data();
+    const DecTable* code_t = h.code.data();
+    const uint32_t gap_mode = h.info.gap_mode, code_mode = h.info.code_mode, k = h.k;
+    uint64_t next = 0, prev_pos = 0, row_end = 0;
+    uint32_t prev_code = 0, prev_gap = kDirectGaps;
+    auto step = [&](uint64_t& gxj, uint64_t& cxj) __attribute__((always_inline)) {
+        const DecTable& gt = gap_t[gap_mode ? gap_context(prev_gap) : 0];
+        if (gt.b == kUnusedTable) malformed("gap in an unused context");
+        uint32_t sym = decode_symbol(gxj, gs, gt);
+        uint32_t bits = gap_symbols.bits[sym];
+        uint64_t g = gap_symbols.base[sym] | decode_raw(gxj, gs, std::min(bits, kRawChunk));
+        for (uint32_t at = kRawChunk; at < bits; at += kRawChunk)  // gaps of 2^18 and more
+            g |= decode_raw(gxj, gs, std::min(kRawChunk, bits - at)) << at;
+        if (g >= size - next) malformed("position past the end of the tensor");
+        const uint64_t pos = next + g;
+        uint32_t ctx = 0;
+        if (code_mode) {
+            bool same_row = pos < row_end;
+            if (!same_row)
+                while (row_end <= pos) row_end += row_len;  // O(rows) in all
+            bool adjacent = same_row && prev_pos + 1 == pos;
+            uint32_t left = 1 + prev_code;
+            uint32_t other = code_mode == 2 ? left : code_mode == 3 ? k + 1 + (2 * prev_code >= k) : 0;
+            ctx = adjacent ? left : same_row ? other : 0;
+        }
+        const DecTable& ct = code_t[ctx];
+        if (ct.b == kUnusedTable) malformed("code in an unused context");
+        const uint32_t c = decode_symbol(cxj, cs, ct);
+        emit(pos, c);
+        prev_pos = pos;
+        prev_code = c;
+        prev_gap = sym;
+        next = pos + 1;
+    };
+    uint64_t i = 0;
+    for (; i + W <= n; i += W)
+        for (unsigned j = 0; j < W; ++j) step(gx[j], cx[j]);
+    for (unsigned j = 0; i < n; ++i, ++j) step(gx[j], cx[j]);
+    for (unsigned j = 0; j < W; ++j)
+        if (gx[j] != kRansL || cx[j] != kRansL) malformed("rANS stream does not end where it should");
+    if (gs.in != gs.end || cs.in != cs.end) malformed("rANS stream does not end where it should");
+}
+
 template <typename Emit>
 void decode_pass(const Header& h, Emit emit) {
-    const uint64_t n = h.info.kept;
-    if (n == 0) return;
-    const uint8_t* in = h.rans;
-    const uint8_t* const end = h.rans + h.rans_size;
-    uint32_t x = uint32_t(in[0]) | uint32_t(in[1]) << 8 | uint32_t(in[2]) << 16 | uint32_t(in[3]) << 24;
-    in += 4;
-    if (x < kRansL || x >= kRansL << 8) malformed("rANS state out of range");
-    BitReader bits{h.raw, h.raw_size};
-    ContextTracker ctx{h.info.gap_mode, h.info.code_mode, row_length(h.info.shape, h.info.size)};
-    const uint64_t size = h.info.size;
-    uint64_t next = 0;  // first position the next gap counts from
-    auto decode_symbol = [&](const DecTable& t) -> uint32_t {
-        if (t.sym.empty()) malformed("symbol in an unused context");
-        uint32_t slot = x & (kScale - 1);
-        uint32_t s = t.sym[slot];
-        x = uint32_t(t.freq[s]) * (x >> kScaleBits) + slot - t.cum[s];
-        while (x < kRansL) {
-            if (in == end) malformed("rANS stream truncated");
-            x = (x << 8) | *in++;
-        }
-        return s;
-    };
-    for (uint64_t i = 0; i < n; ++i) {
-        uint32_t gs = decode_symbol(h.gap[ctx.gap_ctx()]);
-        uint64_t g;
-        if (gs < kDirectGaps) {
-            g = gs;
-        } else {
-            uint32_t e = (gs - kDirectGaps) / 4 + 4;
-            g = (uint64_t(4 | ((gs - kDirectGaps) & 3)) << (e - 2)) | bits.get(e - 2);
-        }
-        if (g >= size - next) malformed("position past the end of the tensor");
-        uint64_t pos = next + g;
-        uint32_t c = decode_symbol(h.code[ctx.code_ctx(pos)]);
-        emit(pos, c);
-        ctx.advance(pos, gs, c);
-        next = pos + 1;
-    }
-    if (in != end || x != kRansL) malformed("rANS stream does not end where it should");
-    if ((bits.bit + 7) / 8 != h.raw_size) malformed("raw bit stream has unused bytes");
+    if (h.info.kept == 0) return;
+    if (h.ways == 1) decode_pass_w<1>(h, emit);
+    else if (h.ways == 2) decode_pass_w<2>(h, emit);
+    else decode_pass_w<4>(h, emit);
 }
 
 std::vector<uint8_t> encode_modes(const uint64_t* positions, const uint32_t* codes, size_t n,
                                   const uint64_t* shape, size_t ndim, uint64_t size, const float* codebook,
-                                  size_t k, uint32_t gap_mode, uint32_t code_mode) {
+                                  size_t k, uint32_t gap_mode, uint32_t code_mode, unsigned ways) {
     std::vector<uint64_t> shp(shape, shape + ndim);
-    ContextTracker ctx{gap_mode, code_mode, row_length(shp, size)};
-    // Symbolise once: (context, symbol) pairs in decode order, raw bits in decode order.
+    ContextTracker ctx{gap_mode, code_mode, row_length(shp, size), uint32_t(k)};
+    // Symbolise once: contexts and symbols in decode order.
     std::vector<uint32_t> gsym(n), gctx(n), cctx(n);
-    BitWriter raw;
     uint64_t next = 0;
     for (size_t i = 0; i < n; ++i) {
         uint32_t rb;
         uint64_t rv;
         gsym[i] = gap_symbol(positions[i] - next, &rb, &rv);
-        raw.put(rv, rb);
         gctx[i] = ctx.gap_ctx();
         cctx[i] = ctx.code_ctx(positions[i]);
         ctx.advance(positions[i], gsym[i], codes[i]);
         next = positions[i] + 1;
     }
-    raw.finish();
     uint32_t ng = gap_tables(gap_mode), nc = code_tables(code_mode, k);
     std::vector<std::vector<uint64_t>> gcount(ng, std::vector<uint64_t>(kGapSymbols)),
         ccount(nc, std::vector<uint64_t>(k));
@@ -397,35 +600,42 @@ std::vector<uint8_t> encode_modes(const uint64_t* positions, const uint32_t* cod
         ++ccount[cctx[i]][codes[i]];
     }
     std::vector<EncTable> gt, ct;
-    for (auto& c : gcount) gt.push_back(enc_table(c));
-    for (auto& c : ccount) ct.push_back(enc_table(c));
+    for (auto& c : gcount) gt.push_back(choose_table(c));
+    for (auto& c : ccount) ct.push_back(choose_table(c));
+    BitWriter tables;
+    for (auto& t : gt) write_table(tables, t);
+    for (auto& t : ct) write_table(tables, t);
+    tables.finish();
 
-    // rANS in reverse decode order; bytes collected backwards, then reversed.
-    std::vector<uint8_t> rans;
+    // Both streams in reverse decode order; weight i uses state i mod ways of each.
+    std::vector<uint8_t> gap_bytes, code_bytes;
     if (n) {
-        uint32_t x = kRansL;
-        auto put = [&](const EncTable& t, uint32_t s) {
-            uint32_t f = t.freq[s], c = t.cum[s];
-            uint32_t x_max = ((kRansL >> kScaleBits) << 8) * f;
-            while (x >= x_max) {
-                rans.push_back(uint8_t(x));
-                x >>= 8;
-            }
-            x = ((x / f) << kScaleBits) + (x % f) + c;
-        };
+        RansEncoder ge, ce;
         for (size_t i = n; i-- > 0;) {
-            put(ct[cctx[i]], codes[i]);
-            put(gt[gctx[i]], gsym[i]);
+            unsigned j = unsigned(i % ways);
+            const EncTable& c = ct[cctx[i]];
+            ce.put(j, c.freq[codes[i]], c.cum[codes[i]], c.b);
+            uint64_t prev_end = i ? positions[i - 1] + 1 : 0;
+            uint32_t rb;
+            uint64_t rv;
+            gap_symbol(positions[i] - prev_end, &rb, &rv);
+            uint32_t last = rb ? (rb - 1) / kRawChunk * kRawChunk : 0;  // chunks read low first
+            for (int64_t at = rb ? int64_t(last) : -1; at >= 0; at -= kRawChunk) {
+                uint32_t bits = std::min(kRawChunk, rb - uint32_t(at));
+                ge.put(j, 1, uint32_t(rv >> at) & ((1u << bits) - 1), bits);
+            }
+            const EncTable& g = gt[gctx[i]];
+            ge.put(j, g.freq[gsym[i]], g.cum[gsym[i]], g.b);
         }
-        for (int b = 3; b >= 0; --b) rans.push_back(uint8_t(x >> (8 * b)));
-        std::reverse(rans.begin(), rans.end());
+        gap_bytes = ge.finish(ways);
+        code_bytes = ce.finish(ways);
     }
 
     std::vector<uint8_t> out(kMagic, kMagic + 4);
     out.push_back(uint8_t(kExactVersion));
     out.push_back(uint8_t(ndim));
     out.push_back(uint8_t(gap_mode | code_mode << 2));
-    out.push_back(0);
+    out.push_back(uint8_t(ways == 1 ? 0 : ways == 2 ? 1 : 2));
     for (size_t i = 0; i < ndim; ++i) put_varint(out, shape[i]);
     put_varint(out, n);
     put_varint(out, k);
@@ -434,23 +644,18 @@ std::vector<uint8_t> encode_modes(const uint64_t* positions, const uint32_t* cod
         std::memcpy(&bits, &codebook[i], 4);
         for (int b = 0; b < 4; ++b) out.push_back(uint8_t(bits >> (8 * b)));
     }
-    auto put_table = [&](const EncTable& t) {
-        put_varint(out, t.freq.size());
-        for (uint32_t f : t.freq) put_varint(out, f);
-    };
-    for (auto& t : gt) put_table(t);
-    for (auto& t : ct) put_table(t);
-    put_varint(out, rans.size());
-    put_varint(out, raw.bytes.size());
-    out.insert(out.end(), rans.begin(), rans.end());
-    out.insert(out.end(), raw.bytes.begin(), raw.bytes.end());
-    uint32_t crc = crc32(out.data(), out.size());
+    put_varint(out, tables.bytes.size());
+    out.insert(out.end(), tables.bytes.begin(), tables.bytes.end());
+    put_varint(out, gap_bytes.size());
+    out.insert(out.end(), gap_bytes.begin(), gap_bytes.end());
+    put_varint(out, code_bytes.size());
+    out.insert(out.end(), code_bytes.begin(), code_bytes.end());
+    uint32_t crc = fast_crc32(out.data(), out.size());
     for (int b = 0; b < 4; ++b) out.push_back(uint8_t(crc >> (8 * b)));
     return out;
 }
 
 }  // namespace
-
 std::vector<uint8_t> exact_encode(const uint64_t* positions, const uint32_t* codes, size_t n,
                                   const uint64_t* shape, size_t ndim, const float* codebook,
                                   size_t codebook_size, const ExactOptions& options) {
@@ -467,18 +672,20 @@ std::vector<uint8_t> exact_encode(const uint64_t* positions, const uint32_t* cod
             throw std::invalid_argument("exact_encode: positions must be strictly increasing");
         if (codes[i] >= codebook_size) throw std::invalid_argument("exact_encode: code out of range");
     }
-    if (options.gap_mode < -1 || options.gap_mode > 1 || options.code_mode < -1 || options.code_mode > 2)
-        throw std::invalid_argument("exact_encode: gap_mode must be -1..1 and code_mode -1..2");
+    if (options.gap_mode < -1 || options.gap_mode > 1 || options.code_mode < -1 || options.code_mode > 3)
+        throw std::invalid_argument("exact_encode: gap_mode must be -1..1 and code_mode -1..3");
     bool contexts_ok = codebook_size <= kExactMaxContextClusters;
     if (options.code_mode > 0 && !contexts_ok)
         throw std::invalid_argument("exact_encode: code contexts need at most 256 clusters");
+    unsigned ways = options.ways ? unsigned(options.ways) : n < kExactTwoWaysFrom ? 1 : n < kExactFourWaysFrom ? 2 : 4;
+    if (ways != 1 && ways != 2 && ways != 4) throw std::invalid_argument("exact_encode: ways must be 0, 1, 2 or 4");
     std::vector<uint8_t> best;
     for (uint32_t gm = 0; gm <= 1; ++gm) {
         if (options.gap_mode >= 0 && gm != uint32_t(options.gap_mode)) continue;
-        for (uint32_t cm = 0; cm <= 2; ++cm) {
+        for (uint32_t cm = 0; cm <= 3; ++cm) {
             if (options.code_mode >= 0 && cm != uint32_t(options.code_mode)) continue;
             if (cm && !contexts_ok) continue;
-            auto candidate = encode_modes(positions, codes, n, shape, ndim, size, codebook, codebook_size, gm, cm);
+            auto candidate = encode_modes(positions, codes, n, shape, ndim, size, codebook, codebook_size, gm, cm, ways);
             if (best.empty() || candidate.size() < best.size()) best.swap(candidate);
         }
     }

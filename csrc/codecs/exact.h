@@ -3,13 +3,17 @@
 //
 // The kept positions are coded as gaps (zeros before each kept weight, in row-major order) and
 // each kept weight's code right after its gap, all in one static-model rANS stream; gaps of 16
-// or more are coded as a bucket symbol (exponent and two mantissa bits) plus raw low bits in a
-// separate bit stream. Each symbol is coded with a frequency table chosen by a small context:
-//   gap tables:  one, or three chosen by the previous gap's symbol (0, 1..3, 4 and up),
-//   code tables: one, or K + 1 chosen by the previous kept weight's code (mode 1: only when it
-//                is the left neighbour in the same row; mode 2: the previous kept weight of the
-//                same row wherever it is).
-// The encoder tries every combination and keeps the smallest. The byte format is specified in
+// or more are coded as a bucket symbol (exponent and two mantissa bits) plus raw low bits in
+// the same stream. Gaps and codes are two rANS streams (64-bit state, 32-bit words), so that a
+// decoder's two dependency chains overlap. Each symbol is coded with a frequency table chosen by
+// a small context:
+//   gap tables:  one, or three chosen by the previous gap's symbol (0, 1..3, 4 and up);
+//   code tables: mode 0 one; modes 1-3 use the code of the previous kept weight of the same row:
+//                mode 1 only when it is the left neighbour (K + 1 tables), mode 2 wherever it is
+//                (K + 1), mode 3 its code when it is the left neighbour and else only which half
+//                of the codebook it is in (K + 3).
+// Each table has its own scale 2^b (b <= 12) and is stored in a few bits (Exp-Golomb codes);
+// the encoder chooses b per table, and tries every mode, keeping the smallest payload. The byte format is specified in
 // docs/FORMAT.md ("Exact codec"); it does not depend on the host's endianness or word size.
 //
 // Plain functions over byte buffers, no Python: the C API and the pybind11 module both call
@@ -27,12 +31,18 @@ namespace wl {
 constexpr uint32_t kExactVersion = 1;
 constexpr uint32_t kExactMaxNdim = 32;
 constexpr uint32_t kExactMaxClusters = 4096;      // codes < 4096 (the tables' 12-bit scale)
-constexpr uint32_t kExactMaxContextClusters = 256;  // code contexts (modes 1, 2) need K <= 256
+constexpr uint32_t kExactMaxContextClusters = 256;  // code contexts (modes 1-3) need K <= 256
+
+constexpr uint64_t kExactTwoWaysFrom = 1024;
+constexpr uint64_t kExactFourWaysFrom = uint64_t(1) << 15;
 
 struct ExactOptions {
     // -1: try every mode and keep the smallest payload; otherwise force that mode.
     int gap_mode = -1;   // 0 or 1
-    int code_mode = -1;  // 0, 1 or 2
+    int code_mode = -1;  // 0..3
+    // rANS states per stream: 1, 2 or 4 (faster decoding, 16 bytes more per extra state);
+    // 0: by the number of kept weights (kExactTwoWaysFrom, kExactFourWaysFrom).
+    int ways = 0;
 };
 
 // What a payload's header declares; read (and the whole payload checked) by exact_info().

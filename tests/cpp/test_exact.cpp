@@ -43,8 +43,9 @@ Tensor make(std::vector<uint64_t> shape, double density, uint32_t k, uint64_t se
     return t;
 }
 
-std::vector<uint8_t> enc(const Tensor& t, int gm = -1, int cm = -1) {
+std::vector<uint8_t> enc(const Tensor& t, int gm = -1, int cm = -1, int ways = 0) {
     wl::ExactOptions o;
+    o.ways = ways;
     o.gap_mode = gm;
     o.code_mode = cm;
     return wl::exact_encode(t.positions.data(), t.codes.data(), t.positions.size(), t.shape.data(), t.shape.size(),
@@ -104,8 +105,14 @@ int main() {
         // Every forced mode, on a layer where each context is used.
         Tensor t = make({60, 50}, 0.3, 16, 99, true);
         for (int gm = 0; gm <= 1; ++gm)
-            for (int cm = 0; cm <= 2; ++cm)
-                check(round_trips(t, enc(t, gm, cm)), "forced modes " + std::to_string(gm) + "/" + std::to_string(cm));
+            for (int cm = 0; cm <= 3; ++cm)
+                for (int ways : {1, 2, 4})
+                    check(round_trips(t, enc(t, gm, cm, ways)),
+                          "forced modes " + std::to_string(gm) + "/" + std::to_string(cm) + ", ways " + std::to_string(ways));
+        for (int ways : {1, 2, 4}) {  // fewer kept weights than states
+            Tensor few = make({20}, 0.15, 3, 3);
+            check(round_trips(few, enc(few, -1, -1, ways)), "ways " + std::to_string(ways) + " with few weights");
+        }
         // One kept element; an all-zero tensor; a single cluster at full density costs no stream bits per weight.
         Tensor one;
         one.shape = {1000};
@@ -116,7 +123,7 @@ int main() {
         Tensor zero = make({100, 100}, 0.0, 4, 5);
         check(round_trips(zero, enc(zero)), "all-zero");
         Tensor full = make({1000, 1000}, 1.0, 1, 6);
-        check(enc(full).size() < 64, "full density, one cluster: a few bytes");
+        check(enc(full, -1, -1, 1).size() < 48 && round_trips(full, enc(full)), "full density, one cluster: a few bytes");
         // Larger gaps than 2^32 (raw bits split over two reads), a 2^40-position tensor.
         Tensor huge;
         huge.shape = {uint64_t(1) << 20, uint64_t(1) << 20};
@@ -134,7 +141,7 @@ int main() {
 
         // Every truncation and every single-bit flip of a small payload is rejected.
         Tensor small = make({12, 20}, 0.3, 5, 7, true);
-        auto b = enc(small, 1, 2);
+        auto b = enc(small, 1, 3, 2);
         bool all = true;
         for (size_t len = 0; len < b.size(); ++len) {
             std::vector<uint8_t> cut(b.begin(), b.begin() + long(len));

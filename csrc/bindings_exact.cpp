@@ -22,7 +22,7 @@ py::bytes encode(py::array_t<uint64_t, py::array::c_style | py::array::forcecast
                  py::array_t<uint32_t, py::array::c_style | py::array::forcecast> codes,
                  std::vector<uint64_t> shape,
                  py::array_t<float, py::array::c_style | py::array::forcecast> codebook, int gap_mode,
-                 int code_mode) {
+                 int code_mode, int ways) {
     if (positions.ndim() != 1 || codes.ndim() != 1 || codebook.ndim() != 1)
         throw std::invalid_argument("exact_encode: positions, codes and codebook must be 1-D");
     if (positions.shape(0) != codes.shape(0))
@@ -30,6 +30,7 @@ py::bytes encode(py::array_t<uint64_t, py::array::c_style | py::array::forcecast
     wl::ExactOptions options;
     options.gap_mode = gap_mode;
     options.code_mode = code_mode;
+    options.ways = ways;
     std::vector<uint8_t> out;
     {
         py::gil_scoped_release release;
@@ -88,7 +89,7 @@ void bind_exact(py::module_& m) {
     m.attr("EXACT_MAX_CLUSTERS") = wl::kExactMaxClusters;
     m.attr("EXACT_MAX_CONTEXT_CLUSTERS") = wl::kExactMaxContextClusters;
     m.def("exact_encode", &encode, py::arg("positions"), py::arg("codes"), py::arg("shape"), py::arg("codebook"),
-          py::arg("gap_mode") = -1, py::arg("code_mode") = -1);
+          py::arg("gap_mode") = -1, py::arg("code_mode") = -1, py::arg("ways") = 0);
     m.def("exact_info", &info, py::arg("data"));
     m.def("exact_decode_weights", &decode_weights, py::arg("data"), py::arg("out"));
     m.def("exact_decode_sparse", &decode_sparse, py::arg("data"), py::arg("kept"));

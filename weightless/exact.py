@@ -128,6 +128,12 @@ def _mode(value: Optional[int], name: str, top: int) -> int:
     return int(value)
 
 
+def _ways(value: int) -> int:
+    if not isinstance(value, (int, np.integer)) or int(value) not in (1, 2, 4):
+        raise ValueError(f"ways must be None, 1, 2 or 4, got {value!r}")
+    return int(value)
+
+
 def encode_clustered(
     positions: ArrayLike,
     codes: ArrayLike,
@@ -136,6 +142,7 @@ def encode_clustered(
     *,
     gap_mode: Optional[int] = None,
     code_mode: Optional[int] = None,
+    ways: Optional[int] = None,
 ) -> ExactLayer:
     """Encode an already pruned and clustered tensor exactly.
 
@@ -146,6 +153,8 @@ def encode_clustered(
         codebook: the float32 centroids; stored bit for bit.
         gap_mode, code_mode: force the contexts (docs/FORMAT.md); None lets the encoder try
             every choice and keep the smallest.
+        ways: rANS states per stream, 1, 2 or 4 (more decode faster and cost 16 bytes each);
+            None chooses by the number of kept weights.
     """
     shp = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
     if any(d < 0 for d in shp):
@@ -162,7 +171,8 @@ def encode_clustered(
     if not np.all(np.isfinite(book)):
         raise ValueError("codebook contains NaN or Inf")
     data = _core.exact_encode(pos.astype(np.uint64), cod.astype(np.uint32), list(shp), book,
-                              _mode(gap_mode, "gap_mode", 1), _mode(code_mode, "code_mode", 3))
+                              _mode(gap_mode, "gap_mode", 1), _mode(code_mode, "code_mode", 3),
+                              0 if ways is None else _ways(ways))
     return ExactLayer(data)
 
 

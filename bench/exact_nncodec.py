@@ -35,7 +35,8 @@ def run(w: np.ndarray, name: str, args: dict[str, object]) -> dict[str, object]:
     rec = np.asarray(out[name], dtype=np.float32).reshape(w.shape)
     err = float(np.max(np.abs(rec - w))) if w.size else 0.0
     return {"bytes": len(bs), "max_abs_error": err, "exact": err == 0.0,
-            "extra_nonzeros": int(np.count_nonzero(rec[w == 0])), "lost_nonzeros": int(np.count_nonzero(rec[w != 0] == 0))}
+            "extra_nonzeros": int(np.count_nonzero(rec[w == 0])),
+            "lost_nonzeros": int(np.count_nonzero(rec[w != 0] == 0))}
 
 
 def main() -> None:

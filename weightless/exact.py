@@ -17,7 +17,6 @@ an ideal coder that knows only the tensor's size, the kept count and the codes' 
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -70,7 +69,7 @@ class ExactLayer:
         self.codebook: np.ndarray = np.asarray(info["codebook"], dtype=np.float32)
         self.gap_mode: int = int(info["gap_mode"])
         self.code_mode: int = int(info["code_mode"])
-        self._bound: Optional[float] = None
+        self._bound: float | None = None
 
     @property
     def nbytes(self) -> int:
@@ -93,7 +92,7 @@ class ExactLayer:
         """Parse `to_bytes` output; anything malformed, truncated or corrupted raises ValueError."""
         return cls(bytes(data))
 
-    def decode(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def decode(self, out: np.ndarray | None = None) -> np.ndarray:
         """The tensor, float32: codebook[code] at the kept positions, 0 elsewhere.
 
         `out`: a writeable C-contiguous float32 array of the layer's shape to decode into (and
@@ -120,7 +119,7 @@ class ExactLayer:
                 f"nbytes={self.nbytes}, gap_mode={self.gap_mode}, code_mode={self.code_mode})")
 
 
-def _mode(value: Optional[int], name: str, top: int) -> int:
+def _mode(value: int | None, name: str, top: int) -> int:
     if value is None:
         return -1
     if not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= top:
@@ -140,9 +139,9 @@ def encode_clustered(
     shape: tuple[int, ...] | int,
     codebook: ArrayLike,
     *,
-    gap_mode: Optional[int] = None,
-    code_mode: Optional[int] = None,
-    ways: Optional[int] = None,
+    gap_mode: int | None = None,
+    code_mode: int | None = None,
+    ways: int | None = None,
 ) -> ExactLayer:
     """Encode an already pruned and clustered tensor exactly.
 
@@ -179,13 +178,13 @@ def encode_clustered(
 def encode_exact(
     weights: ArrayLike,
     *,
-    sparsity: Optional[float] = None,
-    threshold: Optional[float] = None,
+    sparsity: float | None = None,
+    threshold: float | None = None,
     clusters: int = 16,
     seed: int = 0,
     init: str = "density",
-    gap_mode: Optional[int] = None,
-    code_mode: Optional[int] = None,
+    gap_mode: int | None = None,
+    code_mode: int | None = None,
 ) -> ExactLayer:
     """Prune (`weightless.prune.prune_mask`), cluster (`weightless.cluster.kmeans_1d`) and
     encode a float tensor exactly. Neither sparsity nor threshold keeps every nonzero weight.

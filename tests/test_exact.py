@@ -260,12 +260,11 @@ def _spec_decode(data: bytes) -> tuple[tuple[int, ...], list[tuple[int, int]], l
         b, f = tab
         x = states[si][j]
         slot = x % (1 << b)
-        cum = 0
-        for s, fs in enumerate(f):
-            if cum <= slot < cum + fs:
-                break
-            cum += fs
-        states[si][j] = fs * (x >> b) + slot - cum
+        s, cum = 0, 0
+        while not cum <= slot < cum + f[s]:
+            cum += f[s]
+            s += 1
+        states[si][j] = f[s] * (x >> b) + slot - cum
         renorm(si, j)
         return s
 

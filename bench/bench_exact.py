@@ -149,6 +149,48 @@ def fmt_table(rows: list[dict[str, Any]], nn: dict[str, dict[str, Any]] | None) 
     return "\n".join(lines)
 
 
+def sections(data: bytes) -> dict[str, int]:
+    """Bytes of the payload's parts (docs/FORMAT.md): tables, gap stream, code stream, the rest."""
+    at = 8
+
+    def varint() -> int:
+        nonlocal at
+        v, shift = 0, 0
+        while True:
+            b = data[at]
+            at += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+
+    for _ in range(data[5]):
+        varint()
+    varint()
+    at += 4 * varint()
+    parts = {}
+    for name in ("tables", "gaps", "codes"):
+        parts[name] = varint()
+        at += parts[name]
+    parts["header, codebook, crc"] = len(data) - sum(parts.values())
+    return parts
+
+
+def fmt_modes(data: dict[str, np.ndarray], layers: list[str]) -> str:
+    lines = ["| layer | gap_mode | code_mode | bytes | tables | gap stream | code stream | header+codebook+crc |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in layers:
+        shape = tuple(int(d) for d in data[f"{name}.shape"])
+        for gm in (0, 1):
+            for cm in (0, 1, 2, 3):
+                layer = encode_clustered(data[f"{name}.positions"], data[f"{name}.codes"].astype(np.int64), shape,
+                                         data[f"{name}.codebook"], gap_mode=gm, code_mode=cm)
+                s = sections(layer.to_bytes())
+                lines.append(f"| {name} | {gm} | {cm} | {layer.nbytes:,} | {s['tables']:,} | {s['gaps']:,} | "
+                             f"{s['codes']:,} | {s['header, codebook, crc']:,} |")
+    return "\n".join(lines)
+
+
 def fmt_speed(rows: list[dict[str, Any]]) -> str:
     lines = ["| layer | kept | exact decode (us) | numpy alloc+write (us) | ratio |", "|---|---|---|---|---|"]
     for r in rows:
@@ -181,6 +223,8 @@ def main() -> None:
             for config, r in configs.items():
                 fields = {k: v for k, v in r.items() if k not in ("layer", "config")}
                 print(f"  {layer:5s} {config:28s} {json.dumps(fields)}")
+    print("\n## Every mode the encoder tries (it keeps the smallest)\n")
+    print(fmt_modes(data, layers))
     dense_rows = []
     if args.minilm:
         for name, w in minilm_blocks():

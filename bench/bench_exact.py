@@ -167,7 +167,8 @@ def sections(data: bytes) -> dict[str, int]:
     for _ in range(data[5]):
         varint()
     varint()
-    at += 4 * varint()
+    k = varint()  # (not `at += 4 * varint()`: that reads `at` before the call moves it)
+    at += 4 * k
     parts = {}
     for name in ("tables", "gaps", "codes"):
         parts[name] = varint()

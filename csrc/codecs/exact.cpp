@@ -271,7 +271,9 @@ void write_table(BitWriter& w, const EncTable& t) {
 
 struct DecTable {
     uint32_t b = kUnusedTable, mask = 0;
-    std::vector<uint16_t> sym;  // slot -> symbol, 2^b entries
+    std::vector<uint16_t> sym;  // slot -> symbol, 2^b entries (tables of more than 256 symbols)
+    // slot -> symbol | (freq - 1) << 8 | (slot - cum) << 20, one load per symbol (<= 256 symbols)
+    std::vector<uint32_t> packed;
     std::vector<uint32_t> fc;   // symbol -> freq | cum << 16
 };
 
@@ -285,7 +287,9 @@ DecTable read_table(BitReader& r, uint32_t max_symbols) {
     uint32_t a = r.gamma(12);
     if (a > max_symbols) malformed("table has more symbols than its alphabet");
     t.fc.resize(a);
-    t.sym.resize(scale);
+    const bool pack = a <= 256;
+    if (pack) t.packed.resize(scale);
+    else t.sym.resize(scale);
     uint32_t k = a >= 2 ? r.get(4) : 0;
     if (k > kMaxScaleBits) malformed("table order out of range");
     uint32_t sum = 0;
@@ -299,7 +303,10 @@ DecTable read_table(BitReader& r, uint32_t max_symbols) {
             if (f == 0) malformed("table ends in an unused symbol");
         }
         t.fc[i] = f | sum << 16;
-        for (uint32_t s = 0; s < f; ++s) t.sym[sum + s] = uint16_t(i);
+        if (pack)
+            for (uint32_t s = 0; s < f; ++s) t.packed[sum + s] = i | (f - 1) << 8 | s << 20;
+        else
+            for (uint32_t s = 0; s < f; ++s) t.sym[sum + s] = uint16_t(i);
         sum += f;
     }
     return t;
@@ -380,6 +387,7 @@ struct RansEncoder {
 };
 
 struct Stream {
+    const uint8_t* begin;
     const uint8_t* in;
     const uint8_t* end;
 };
@@ -390,6 +398,7 @@ inline void rans_start(Stream& s, const uint8_t* p, size_t n, unsigned ways, uin
         x[j] = uint64_t(load_le32(p + 8 * j)) | uint64_t(load_le32(p + 8 * j + 4)) << 32;
         if (x[j] < kRansL || x[j] >> 63) malformed("rANS state out of range");
     }
+    s.begin = p;
     s.in = p + 8 * ways;
     s.end = p + n;
 }
@@ -497,6 +506,12 @@ struct GapSymbols {  // gap symbol -> (smallest gap, raw bits)
 
 inline uint32_t decode_symbol(uint64_t& x, Stream& s, const DecTable& t) {
     uint32_t slot = uint32_t(x) & t.mask;
+    if (!t.packed.empty()) {
+        uint32_t e = t.packed[slot];
+        x = uint64_t(((e >> 8) & 0xFFF) + 1) * (x >> t.b) + (e >> 20);
+        rans_renorm(x, s);
+        return e & 0xFF;
+    }
     uint32_t sym = t.sym[slot];
     uint32_t fc = t.fc[sym];
     x = uint64_t(fc & 0xFFFF) * (x >> t.b) + slot - (fc >> 16);
@@ -544,10 +559,11 @@ void decode_pass_w(const Header& h, Emit emit) {
             bool same_row = pos < row_end;
             if (!same_row)
                 while (row_end <= pos) row_end += row_len;  // O(rows) in all
-            bool adjacent = same_row && prev_pos + 1 == pos;
-            uint32_t left = 1 + prev_code;
-            uint32_t other = code_mode == 2 ? left : code_mode == 3 ? k + 1 + (2 * prev_code >= k) : 0;
-            ctx = adjacent ? left : same_row ? other : 0;
+            // Arithmetic rather than branches: adjacency is close to a coin toss.
+            const uint32_t same = same_row, adjacent = same & uint32_t(prev_pos + 1 == pos);
+            const uint32_t left = 1 + prev_code;
+            const uint32_t other = code_mode == 2 ? left : code_mode == 3 ? k + 1 + uint32_t(2 * prev_code >= k) : 0;
+            ctx = adjacent * left + (same & (adjacent ^ 1)) * other;
         }
         const DecTable& ct = code_t[ctx];
         if (ct.b == kUnusedTable) malformed("code in an unused context");

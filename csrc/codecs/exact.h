@@ -1,25 +1,26 @@
 // Exact codec: a pruned, clustered tensor (kept positions -> cluster codes, plus the codebook)
 // stored losslessly in close to its information content, log2 C(N, n) + n * H0(codes) bits.
 //
-// The kept positions are coded as gaps (zeros before each kept weight, in row-major order) and
-// each kept weight's code right after its gap, all in one static-model rANS stream; gaps of 16
-// or more are coded as a bucket symbol (exponent and two mantissa bits) plus raw low bits in
-// the same stream. Gaps and codes are two rANS streams (64-bit state, 32-bit words), so that a
-// decoder's two dependency chains overlap. Each symbol is coded with a frequency table chosen by
-// a small context:
+// The kept positions are coded as gaps (zeros before each kept weight, in row-major order),
+// each kept weight's code right after its gap. Gaps of 16 or more are a bucket symbol (exponent
+// and two mantissa bits) plus raw low bits. Gaps (with their raw bits) and codes are two
+// static-model rANS streams (64-bit state, 32-bit words, 1, 2 or 4 interleaved states each), so
+// that a decoder's dependency chains overlap. Each symbol is coded with a frequency table
+// chosen by a small context:
 //   gap tables:  one, or three chosen by the previous gap's symbol (0, 1..3, 4 and up);
 //   code tables: mode 0 one; modes 1-3 use the code of the previous kept weight of the same row:
 //                mode 1 only when it is the left neighbour (K + 1 tables), mode 2 wherever it is
 //                (K + 1), mode 3 its code when it is the left neighbour and else only which half
 //                of the codebook it is in (K + 3).
 // Each table has its own scale 2^b (b <= 12) and is stored in a few bits (Exp-Golomb codes);
-// the encoder chooses b per table, and tries every mode, keeping the smallest payload. The byte format is specified in
-// docs/FORMAT.md ("Exact codec"); it does not depend on the host's endianness or word size.
+// the encoder chooses b per table, and tries every mode, keeping the smallest payload. The byte
+// format is specified in docs/FORMAT.md ("Exact codec payload"); it does not depend on the
+// host's endianness or word size. Measurements: docs/EXACT.md.
 //
 // Plain functions over byte buffers, no Python: the C API and the pybind11 module both call
 // them. Every malformed, truncated or corrupted input throws std::invalid_argument; the decoder
-// never reads outside its input and allocates only in proportion to the input's size (the
-// output buffer is the caller's, sized from exact_info()).
+// never reads outside its input and allocates, besides its bookkeeping, at most 262 tables of
+// at most 2^12 slots (the output buffer is the caller's, sized from exact_info()).
 #pragma once
 
 #include <cstddef>

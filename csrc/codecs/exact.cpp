@@ -504,9 +504,23 @@ struct GapSymbols {  // gap symbol -> (smallest gap, raw bits)
     }
 };
 
-inline uint32_t decode_symbol(uint64_t& x, Stream& s, const DecTable& t) {
+// What the decode loop reads of a table: plain pointers, one cache line.
+struct TableView {
+    const uint32_t* packed;  // null for tables of more than 256 symbols
+    const uint16_t* sym;
+    const uint32_t* fc;
+    uint32_t b, mask;
+    bool unused;
+};
+
+TableView view_of(const DecTable& t) {
+    return {t.packed.empty() ? nullptr : t.packed.data(), t.sym.empty() ? nullptr : t.sym.data(),
+            t.fc.empty() ? nullptr : t.fc.data(), t.b == kUnusedTable ? 0 : t.b, t.mask, t.b == kUnusedTable};
+}
+
+inline uint32_t decode_symbol(uint64_t& x, Stream& s, const TableView& t) {
     uint32_t slot = uint32_t(x) & t.mask;
-    if (!t.packed.empty()) {
+    if (t.packed) {
         uint32_t e = t.packed[slot];
         x = uint64_t(((e >> 8) & 0xFFF) + 1) * (x >> t.b) + (e >> 20);
         rans_renorm(x, s);
@@ -529,7 +543,7 @@ inline uint64_t decode_raw(uint64_t& x, Stream& s, uint32_t bits) {  // bits <= 
 // The decoder's one pass; emit(pos, code) for every kept weight, in order. Gaps and codes are
 // separate streams of W interleaved states each, so 2 W dependency chains overlap; contexts
 // are chosen without branches where the compiler allows.
-template <unsigned W, typename Emit>
+template <unsigned W, uint32_t gap_mode, uint32_t code_mode, typename Emit>
 void decode_pass_w(const Header& h, Emit emit) {
     static const GapSymbols gap_symbols;
     const uint64_t n = h.info.kept;
@@ -539,14 +553,18 @@ void decode_pass_w(const Header& h, Emit emit) {
     rans_start(cs, h.code_stream, h.code_size, W, cx);
     const uint64_t size = h.info.size;
     const uint64_t row_len = row_length(h.info.shape, h.info.size);
-    const DecTable* gap_t = h.gap.data();
-    const DecTable* code_t = h.code.data();
-    const uint32_t gap_mode = h.info.gap_mode, code_mode = h.info.code_mode, k = h.k;
+    std::vector<TableView> views;
+    views.reserve(h.gap.size() + h.code.size());
+    for (const auto& t : h.gap) views.push_back(view_of(t));
+    for (const auto& t : h.code) views.push_back(view_of(t));
+    const TableView* gap_t = views.data();
+    const TableView* code_t = views.data() + h.gap.size();
+    const uint32_t k = h.k;
     uint64_t next = 0, prev_pos = 0, row_end = 0;
     uint32_t prev_code = 0, prev_gap = kDirectGaps;
     auto step = [&](uint64_t& gxj, uint64_t& cxj) __attribute__((always_inline)) {
-        const DecTable& gt = gap_t[gap_mode ? gap_context(prev_gap) : 0];
-        if (gt.b == kUnusedTable) malformed("gap in an unused context");
+        const TableView& gt = gap_t[gap_mode ? gap_context(prev_gap) : 0];
+        if (gt.unused) malformed("gap in an unused context");
         uint32_t sym = decode_symbol(gxj, gs, gt);
         uint32_t bits = gap_symbols.bits[sym];
         uint64_t g = gap_symbols.base[sym] | decode_raw(gxj, gs, std::min(bits, kRawChunk));
@@ -555,7 +573,7 @@ void decode_pass_w(const Header& h, Emit emit) {
         if (g >= size - next) malformed("position past the end of the tensor");
         const uint64_t pos = next + g;
         uint32_t ctx = 0;
-        if (code_mode) {
+        if constexpr (code_mode != 0) {
             bool same_row = pos < row_end;
             if (!same_row)
                 while (row_end <= pos) row_end += row_len;  // O(rows) in all
@@ -565,8 +583,8 @@ void decode_pass_w(const Header& h, Emit emit) {
             const uint32_t other = code_mode == 2 ? left : code_mode == 3 ? k + 1 + uint32_t(2 * prev_code >= k) : 0;
             ctx = adjacent * left + (same & (adjacent ^ 1)) * other;
         }
-        const DecTable& ct = code_t[ctx];
-        if (ct.b == kUnusedTable) malformed("code in an unused context");
+        const TableView& ct = code_t[ctx];
+        if (ct.unused) malformed("code in an unused context");
         const uint32_t c = decode_symbol(cxj, cs, ct);
         emit(pos, c);
         prev_pos = pos;
@@ -588,12 +606,28 @@ void decode_pass_w(const Header& h, Emit emit) {
     if (gs.in != gs.end || cs.in != cs.end) malformed("rANS stream does not end where it should");
 }
 
+template <uint32_t GM, uint32_t CM, typename Emit>
+void decode_pass_modes(const Header& h, Emit emit) {
+    if (h.ways == 1) decode_pass_w<1, GM, CM>(h, emit);
+    else if (h.ways == 2) decode_pass_w<2, GM, CM>(h, emit);
+    else decode_pass_w<4, GM, CM>(h, emit);
+}
+
+// One loop per (ways, gap mode, code mode), so that the contexts' tests fold away.
 template <typename Emit>
 void decode_pass(const Header& h, Emit emit) {
     if (h.info.kept == 0) return;
-    if (h.ways == 1) decode_pass_w<1>(h, emit);
-    else if (h.ways == 2) decode_pass_w<2>(h, emit);
-    else decode_pass_w<4>(h, emit);
+    const uint32_t m = h.info.gap_mode * 4 + h.info.code_mode;
+    switch (m) {
+        case 0: return decode_pass_modes<0, 0>(h, emit);
+        case 1: return decode_pass_modes<0, 1>(h, emit);
+        case 2: return decode_pass_modes<0, 2>(h, emit);
+        case 3: return decode_pass_modes<0, 3>(h, emit);
+        case 4: return decode_pass_modes<1, 0>(h, emit);
+        case 5: return decode_pass_modes<1, 1>(h, emit);
+        case 6: return decode_pass_modes<1, 2>(h, emit);
+        default: return decode_pass_modes<1, 3>(h, emit);
+    }
 }
 
 std::vector<uint8_t> encode_modes(const uint64_t* positions, const uint32_t* codes, size_t n,

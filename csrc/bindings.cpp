@@ -143,4 +143,6 @@ PYBIND11_MODULE(_core, m) {
         std::string s = data;
         return wl::crc32(reinterpret_cast<const uint8_t*>(s.data()), s.size());
     });
+
+    void bind_exact(py::module_&); bind_exact(m);  // the exact codec: csrc/bindings_exact.cpp
 }

@@ -1,5 +1,7 @@
 """Type stubs for the compiled core (csrc/bindings.cpp). Use `weightless.BloomierFilter`."""
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -51,3 +53,21 @@ class Filter:
 def active_isa() -> str: ...
 def supported_isas() -> list[str]: ...
 def crc32(data: bytes) -> int: ...
+
+# The exact codec (csrc/bindings_exact.cpp, csrc/codecs/exact.h). Use `weightless.exact`.
+EXACT_VERSION: int
+EXACT_MAX_CLUSTERS: int
+EXACT_MAX_CONTEXT_CLUSTERS: int
+
+def exact_encode(
+    positions: npt.NDArray[np.uint64],
+    codes: npt.NDArray[np.uint32],
+    shape: list[int],
+    codebook: npt.NDArray[np.float32],
+    gap_mode: int = -1,
+    code_mode: int = -1,
+    ways: int = 0,
+) -> bytes: ...
+def exact_info(data: bytes) -> dict[str, Any]: ...
+def exact_decode_weights(data: bytes, out: npt.NDArray[np.float32]) -> None: ...
+def exact_decode_sparse(data: bytes, kept: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32]]: ...

@@ -2,6 +2,7 @@
 // decodes its tensors with the core library. Every check the reference reader
 // (weightless/container.py) performs is done here too; errors become status codes + messages.
 #include "weightless_c.h"
+#include "codecs/exact.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -137,12 +138,13 @@ wl_tensor_entry parse_entry(const wl_model& m, const wl::json::Value& e, size_t 
     t.name = name->string;
     const std::string where = "bad header (tensor " + quoted(t.name) + ": ";
     const wl::json::Value* kind = e.get("kind");
-    if (!kind || kind->type != Type::String || (kind->string != "raw" && kind->string != "encoded"))
+    if (!kind || kind->type != Type::String ||
+        (kind->string != "raw" && kind->string != "encoded" && kind->string != "exact"))
         malformed(m, where + "unknown kind)");
-    t.kind = kind->string == "raw" ? WL_KIND_RAW : WL_KIND_ENCODED;
+    t.kind = kind->string == "raw" ? WL_KIND_RAW : kind->string == "encoded" ? WL_KIND_ENCODED : WL_KIND_EXACT;
     const wl::json::Value* dtype = e.get("dtype");
     t.dtype = dtype && dtype->type == Type::String ? find_dtype(dtype->string) : nullptr;
-    if (!t.dtype || (t.kind == WL_KIND_ENCODED && !t.dtype->encodable))
+    if (!t.dtype || (t.kind != WL_KIND_RAW && !t.dtype->encodable))
         malformed(m, where + "dtype is not allowed for a " + kind->string + " tensor)");
     const wl::json::Value* shape = e.get("shape");
     if (!shape || shape->type != Type::Array || shape->items.size() > kMaxNdim) malformed(m, where + "bad shape)");
@@ -161,6 +163,12 @@ wl_tensor_entry parse_entry(const wl_model& m, const wl::json::Value& e, size_t 
         if (!as_u64(e.get("kept"), &t.kept) || !as_u64(e.get("clusters"), &t.clusters) ||
             !as_u64(e.get("cell_bits"), &t.cell_bits) || !as_u64(e.get("false_positives"), &t.false_positives))
             malformed(m, where + "kept, clusters, cell_bits and false_positives must be non-negative integers)");
+        const wl::json::Value* options = e.get("options");
+        if (!options || options->type != Type::Object) malformed(m, where + "options must be a JSON object)");
+    }
+    if (t.kind == WL_KIND_EXACT) {
+        if (!as_u64(e.get("kept"), &t.kept) || !as_u64(e.get("clusters"), &t.clusters))
+            malformed(m, where + "kept and clusters must be non-negative integers)");
         const wl::json::Value* options = e.get("options");
         if (!options || options->type != Type::Object) malformed(m, where + "options must be a JSON object)");
     }
@@ -213,6 +221,9 @@ void parse_container(wl_model& m) {
                       t.numel * t.dtype->itemsize == t.length;
             if (!ok)
                 malformed(m, "tensor " + quoted(t.name) + ": " + std::to_string(t.length) + " bytes for its shape and dtype");
+        } else if (t.kind == WL_KIND_EXACT) {
+            if (!(t.kept <= t.numel && t.clusters <= wl::kExactMaxClusters))
+                malformed(m, "tensor " + quoted(t.name) + ": encoding statistics out of range");
         } else {
             bool ok = t.kept <= t.numel && t.false_positives <= t.numel - t.kept && t.clusters <= kMaxClusters &&
                       t.cell_bits >= 1 && t.cell_bits <= 32;
@@ -392,6 +403,49 @@ size_t nbytes_of(const wl_tensor_entry& t) {
     return size_t(t.numel * t.dtype->itemsize);
 }
 
+// Writes n float32 values to out in the tensor's dtype (float16 and bfloat16 round to nearest
+// even), out possibly unaligned.
+void store_floats(const wl_tensor_entry& t, const float* values, size_t n, uint8_t* out) {
+    const size_t item = t.dtype->itemsize;
+    const bool brain = std::strcmp(t.dtype->name, "bfloat16") == 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (item == 4) {
+            std::memcpy(out + 4 * i, &values[i], 4);
+        } else if (item == 2) {
+            uint16_t h = brain ? float_to_bfloat16(values[i]) : float_to_half(values[i]);
+            std::memcpy(out + 2 * i, &h, 2);
+        } else {
+            double d = values[i];
+            std::memcpy(out + 8 * i, &d, 8);
+        }
+    }
+}
+
+// An exact-codec tensor (csrc/codecs/exact.h): its payload checked against the entry, decoded
+// to float32 (straight into out when it is float32 and aligned), then stored in its dtype.
+void decode_exact(const wl_model& m, const wl_tensor_entry& t, const uint8_t* blob, void* out) {
+    wl::ExactInfo info;
+    try {
+        info = wl::exact_info(blob, size_t(t.length));
+    } catch (const std::invalid_argument& e) {
+        malformed(m, "tensor " + quoted(t.name) + ": " + e.what());
+    }
+    if (info.shape != t.shape || info.kept != t.kept || info.codebook.size() != t.clusters)
+        malformed(m, "tensor " + quoted(t.name) + ": the exact layer does not match its header entry");
+    const size_t n = size_t(t.numel);
+    if (n == 0) return;
+    const bool direct = t.dtype->itemsize == 4 && reinterpret_cast<uintptr_t>(out) % alignof(float) == 0;
+    std::vector<float> tmp;
+    if (!direct) tmp.resize(n);  // the whole tensor: the exact decoder writes every position at once
+    float* dst = direct ? static_cast<float*>(out) : tmp.data();
+    try {
+        wl::exact_decode_weights(blob, size_t(t.length), dst, t.numel);
+    } catch (const std::invalid_argument& e) {
+        malformed(m, "tensor " + quoted(t.name) + ": " + e.what());
+    }
+    if (!direct) store_floats(t, tmp.data(), n, static_cast<uint8_t*>(out));
+}
+
 void decode(const wl_model* m, size_t index, void* out, size_t out_bytes, unsigned threads) {
     if (!m) fail(WL_ERR_ARGUMENT, "wl_decode_tensor: model is NULL");
     const wl_tensor_entry* t = entry(m, index);
@@ -418,6 +472,10 @@ void decode(const wl_model* m, size_t index, void* out, size_t out_bytes, unsign
         return;
     }
 
+    if (t->kind == WL_KIND_EXACT) {
+        decode_exact(*m, *t, blob, out);
+        return;
+    }
     Layer layer = parse_layer(*m, *t, blob, t->length);
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     const size_t n = size_t(t->numel);

@@ -43,7 +43,9 @@ enum {
     WL_ERR_INTERNAL = 6     /* anything else (e.g. a thread could not be started) */
 };
 
-enum { WL_KIND_RAW = 0, WL_KIND_ENCODED = 1 };
+/* How a tensor is stored: exactly as it is, in a Bloomier filter (lossy: false positives), or
+ * by the exact codec (the pruned, clustered tensor, losslessly). */
+enum { WL_KIND_RAW = 0, WL_KIND_ENCODED = 1, WL_KIND_EXACT = 2 };
 
 /* Open a .wl file; NULL on error (message in err). */
 wl_model* wl_open_file(const char* path, char* err, size_t errlen);
@@ -61,7 +63,7 @@ size_t wl_tensor_count(const wl_model* model);
 const char* wl_tensor_name(const wl_model* model, size_t index);
 /* "bool", "int8", ..., "float64", "bfloat16" (numpy / ml_dtypes names): the dtype wl_decode_tensor writes. */
 const char* wl_tensor_dtype(const wl_model* model, size_t index);
-/* WL_KIND_RAW or WL_KIND_ENCODED; -1 for a bad index. */
+/* WL_KIND_RAW, WL_KIND_ENCODED or WL_KIND_EXACT; -1 for a bad index. */
 int wl_tensor_kind(const wl_model* model, size_t index);
 size_t wl_tensor_ndim(const wl_model* model, size_t index);
 /* ndim dimensions (NULL for a scalar or a bad index). */

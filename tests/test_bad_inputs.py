@@ -49,7 +49,7 @@ MODEL = {
     "step": np.array(7, dtype=np.int64),
 }
 ENCODED = ["fc.weight", "h.weight"]
-OPTIONS = dict(sparsity=0.7, clusters=8, cell_bits=8, seed=1, threads=1)
+OPTIONS = dict(sparsity=0.7, clusters=8, cell_bits=8, seed=1, threads=1, codec="bloomier")  # the filter's format
 
 
 # --------------------------------------------------------------------------- wl-decode
@@ -461,7 +461,8 @@ def test_damaged_npz_is_one_line_error(tmp_path, capsys, which):
 def test_zero_sized_tensors_round_trip_everywhere(tmp_path, capsys, wl_decode, ext):
     state = {"e": np.zeros((0, 64), np.float32), "z": np.zeros((3, 0, 2), np.int16), "w": np.ones((40, 30), np.float32)}
     save_state(state, tmp_path / f"in{ext}")
-    assert _cli(capsys, "compress", tmp_path / f"in{ext}", "-o", tmp_path / "m.wl", "--layers", "e", "w")[0] == 0
+    assert _cli(capsys, "compress", tmp_path / f"in{ext}", "-o", tmp_path / "m.wl", "--layers", "e", "w",
+                "--codec", "bloomier")[0] == 0
     with open_container(tmp_path / "m.wl") as c:
         assert c.entry("e").kind == "encoded" and c.entry("z").kind == "raw"
     assert _cli(capsys, "decompress", tmp_path / "m.wl", "-o", tmp_path / "out.npz")[0] == 0

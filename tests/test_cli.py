@@ -98,7 +98,7 @@ def test_compress_json_and_default_options(tmp_path, model, capsys):
     code, out, _ = run(capsys, "compress", model, "-o", tmp_path / "m.wl", "--json")
     assert code == 0
     report = json.loads(out)
-    assert [layer["name"] for layer in report["layers"] if layer["kind"] == "encoded"] == ["fc1.weight"]
+    assert [layer["name"] for layer in report["layers"] if layer["kind"] != "raw"] == ["fc1.weight"]
     assert report["total"]["file_bytes"] == os.path.getsize(tmp_path / "m.wl")
     # Only the options given are recorded as the command's; each layer records all it used.
     assert report["layers"][0]["options"]["clusters"] == 16
@@ -107,7 +107,7 @@ def test_compress_json_and_default_options(tmp_path, model, capsys):
 @requires("zstandard")
 def test_inspect_json_and_baselines(tmp_path, model, capsys):
     wl = tmp_path / "m.wl"
-    compress(model, wl, layers=["fc1.weight"], sparsity=0.9, cell_bits=8, baselines=True)
+    compress(model, wl, layers=["fc1.weight"], sparsity=0.9, cell_bits=8, baselines=True, codec="bloomier")
     before = digest(wl)
     code, out, _ = run(capsys, "inspect", wl, "--json", "--baselines")
     assert code == 0
@@ -136,7 +136,7 @@ def test_inspect_json_and_baselines(tmp_path, model, capsys):
 def test_errors_are_measured_and_reported(tmp_path, model, capsys):
     wl = tmp_path / "m.wl"
     code, out, err = run(capsys, "compress", model, "-o", wl, "--layers", "fc1.weight", "--sparsity", "0.9",
-                         "--cell-bits", "8", "--json")
+                         "--cell-bits", "8", "--json", "--codec", "bloomier")
     assert code == 0, err
     [layer] = [e for e in json.loads(out)["layers"] if e["kind"] == "encoded"]
     w = load_state(model)["fc1.weight"].astype(np.float64)
@@ -154,7 +154,7 @@ def test_errors_are_measured_and_reported(tmp_path, model, capsys):
 def test_a_filter_larger_than_deep_compression_is_warned_about(tmp_path, model, capsys):
     # 16 clusters at t = 12 on a small dense-ish layer: the filter is the larger encoding.
     code, _, err = run(capsys, "compress", model, "-o", tmp_path / "m.wl", "--layers", "fc1.weight",
-                       "--sparsity", "0.5", "--cell-bits", "12")
+                       "--sparsity", "0.5", "--cell-bits", "12", "--codec", "bloomier")
     assert code == 0
     assert "warning: layer fc1.weight: the filter (" in err and "larger than Deep Compression style" in err
 
@@ -287,7 +287,7 @@ def test_layers_may_repeat_and_be_glob_patterns(tmp_path, model, capsys):
         code, out, err = run(capsys, "compress", model, "-o", tmp_path / "x.wl", "--force", "--sparsity", "0.5",
                              "--json", *argv)
         assert code == 0, err
-        return [e["name"] for e in json.loads(out)["layers"] if e["kind"] == "encoded"]
+        return [e["name"] for e in json.loads(out)["layers"] if e["kind"] != "raw"]
 
     assert encoded("--layers", "fc1.weight", "--layers", "fc2.weight") == ["fc1.weight", "fc2.weight"]
     assert encoded("--layers", "fc*.weight") == ["fc1.weight", "fc2.weight"]
@@ -359,7 +359,8 @@ def test_as_a_subprocess(tmp_path, model):
 
 def test_compress_arity_option_reaches_the_filter(tmp_path, capsys, model):
     out = tmp_path / "model.wl"
-    code, _, err = run(capsys, "compress", model, "-o", out, "--sparsity", "0.9", "--cell-bits", "8", "--arity", "4")
+    code, _, err = run(capsys, "compress", model, "-o", out, "--sparsity", "0.9", "--cell-bits", "8", "--arity", "4",
+                       "--codec", "bloomier")
     assert code == 0, err
     from weightless.container import open_container
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -12,14 +13,13 @@ import numpy as np
 import pytest
 from conftest import missing
 
-from weightless import __version__
+from weightless import __version__, container
 from weightless.cluster import kmeans_1d
 from weightless.codec import EncodedLayer, encode_layer
 from weightless.container import (
     DEFAULT_MIN_ELEMENTS,
     RAW_DTYPES,
     CompressionReport,
-    compress,
     decompress,
     open_container,
 )
@@ -27,6 +27,10 @@ from weightless.dtypes import numpy_dtype
 from weightless.filter import BloomierFilter
 from weightless.io import save_state
 from weightless.prune import prune_mask
+
+# These tests are of the container and of its filter entries, so every encoded layer is the
+# filter's; the codec choice has its own tests (tests/test_codecs.py).
+compress = functools.partial(container.compress, codec="bloomier")
 
 OPTIONS = dict(sparsity=0.9, clusters=16, cell_bits=8, seed=3)
 
@@ -210,7 +214,8 @@ def test_per_layer_options(tmp_path):
         assert entries["conv.weight"].options["sparsity"] == 0.9
         assert entries["fc1.weight"].kept == state["fc1.weight"].size // 2
         assert entries["half.weight"].kind == "raw"
-        assert c.metadata == {"weightless_version": __version__, "options": OPTIONS,
+        options = {"codec": "bloomier", "max_error": 0.5, **OPTIONS}
+        assert c.metadata == {"weightless_version": __version__, "options": options,
                               "layers": ["fc1.weight", "conv.weight"]}
 
 

@@ -63,6 +63,10 @@ std::string shape_string(const wl_model* m, size_t i, const char* open, const ch
     return s + close;
 }
 
+const char* kind_name(int kind) {
+    return kind == WL_KIND_ENCODED ? "encoded" : kind == WL_KIND_EXACT ? "exact" : "raw";
+}
+
 const char* npy_descr(const char* dtype) {
     static const struct {
         const char* dtype;
@@ -229,7 +233,7 @@ int main(int argc, char** argv) {
     if (!tensor && !all) {
         std::printf("%s: %zu tensors\n", path, count);
         for (size_t i = 0; i < count; ++i)
-            std::printf("%-8s %-8s %-20s %s\n", wl_tensor_kind(m, i) == WL_KIND_ENCODED ? "encoded" : "raw",
+            std::printf("%-8s %-8s %-20s %s\n", kind_name(wl_tensor_kind(m, i)),
                         wl_tensor_dtype(m, i), shape_string(m, i, "[", "]", false).c_str(), wl_tensor_name(m, i));
         return 0;
     }
@@ -269,7 +273,7 @@ int main(int argc, char** argv) {
         }
         total_best += best;
         std::printf("%-8s %-8s %-20s %s: best %.3f ms, mean %.3f ms over %lu, %.1f M elements/s\n",
-                    wl_tensor_kind(m, i) == WL_KIND_ENCODED ? "encoded" : "raw", wl_tensor_dtype(m, i),
+                    kind_name(wl_tensor_kind(m, i)), wl_tensor_dtype(m, i),
                     shape_string(m, i, "[", "]", false).c_str(), wl_tensor_name(m, i), best, sum / double(repeat),
                     repeat, best > 0 ? double(wl_tensor_numel(m, i)) / best / 1e3 : 0.0);
         if (out_path) {

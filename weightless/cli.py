@@ -191,6 +191,12 @@ def _add_compress(sub: Subcommands) -> None:
     cells.add_argument("--fp-rate", type=float, metavar="P",
                        help="expected fraction of zero weights read back as nonzero, from which t is chosen "
                             "(default 1/64)")
+    p.add_argument("--codec", choices=("auto", "bloomier", "exact"), default="auto",
+                   help="how each layer is stored: the Weightless filter (bloomier), the exact codec, or the smaller "
+                        "of the two (auto, the default; the filter only within --max-error)")
+    p.add_argument("--max-error", type=float, metavar="E",
+                   help="with --codec auto, the filter's largest relative error against the pruned, clustered layer "
+                        "(its false positives; default 0.5)")
     p.add_argument("--seed", type=int, metavar="N", help="seed of the clustering and the filters (default 0)")
     p.add_argument("--arity", type=int, choices=(3, 4),
                    help="filter cells per key (default 3; 4 is ~5%% smaller and decodes slower)")
@@ -272,22 +278,28 @@ def _run_compress(args: argparse.Namespace) -> None:
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(ProcessPoolExecutor(args.jobs)) if args.jobs > 1 else None
+        if args.max_error is not None:
+            options["max_error"] = args.max_error
         report = compress(args.input, args.output, layers=args.layers, overwrite=args.force,
-                          progress=_want_progress(args), executor=executor, baselines=args.baselines, **options)
+                          progress=_want_progress(args), executor=executor, baselines=args.baselines,
+                          codec=args.codec, **options)
     if args.json:
         print(json.dumps(_compress_json(report), indent=2))
         _warn_after_compress(warnings, report)
         return
     rows = []
     for e in report.encoded:
-        b = e.baselines or {}
+        b, c = e.baselines or {}, e.candidates or {}
         zstd = [_fmt_bytes(b.get("csr_zstd"))] if args.baselines else []
-        rows.append([e.name, _shape(e.shape), f"{_density(e):.2%}", str(e.cell_bits), f"{e.nbytes:,}",
-                     _fmt_bytes(b.get("deep_compression")), *zstd,
-                     f"{e.false_positives:,} ({_expected_false_positives(e):,.0f})", _fmt_error(e.relative_error),
-                     _fmt_error(e.relative_error_clustered), _fmt_factor(_factor(e.original_nbytes, e.nbytes))])
+        false_positives = (f"{e.false_positives:,} ({_expected_false_positives(e):,.0f})"
+                           if e.false_positives is not None else "0")
+        rows.append([e.name, _shape(e.shape), f"{_density(e):.2%}", _codec_name(e), f"{e.nbytes:,}",
+                     _fmt_bytes(c.get("bloomier")), _fmt_bytes(c.get("exact")), _fmt_bytes(b.get("deep_compression")),
+                     *zstd, false_positives, _fmt_error(e.relative_error), _fmt_error(e.relative_error_clustered),
+                     _fmt_factor(_factor(e.original_nbytes, e.nbytes))])
     if rows:
-        _print_table(["layer", "shape", "density", "t", "bytes", "DC-style"] + (["CSR+zstd"] if args.baselines else [])
+        _print_table(["layer", "shape", "density", "codec", "bytes", "filter", "exact", "DC-style"]
+                     + (["CSR+zstd"] if args.baselines else [])
                      + ["false pos. (expected)", "rel. error", "vs clustered", "vs input"], rows)
     else:
         print("no layer was encoded (every tensor is stored as it is)")
@@ -304,21 +316,25 @@ def _warn_after_compress(warnings: list[str], report: CompressionReport) -> None
                            for e in report.encoded if e.kept == 0]
     for e in report.encoded:
         dc = (e.baselines or {}).get("deep_compression")
-        if dc is not None and e.kept and dc < e.nbytes:
+        if e.kind == "encoded" and dc is not None and e.kept and dc < e.nbytes:
             warnings.append(f"layer {e.name}: the filter ({e.nbytes:,} bytes) is larger than Deep Compression style "
                             f"storage of the same weights ({dc:,} bytes)")
     for message in warnings:
         _warn("compress", message)
 
 
+def _codec_name(e: TensorEntry) -> str:
+    return f"filter t={e.cell_bits}" if e.kind == "encoded" else e.kind
+
+
 def _encoding(e: TensorEntry) -> tuple[int, int, int]:
-    """kept, clusters and cell_bits of an encoded entry (the reader checked they are present)."""
+    """kept, clusters and cell_bits of a filter entry (the reader checked they are present)."""
     assert e.kept is not None and e.clusters is not None and e.cell_bits is not None, e
     return e.kept, e.clusters, e.cell_bits
 
 
 def _density(e: TensorEntry) -> float:
-    return _encoding(e)[0] / e.size if e.size else 0.0
+    return (e.kept or 0) / e.size if e.size else 0.0
 
 
 def _expected_false_positives(e: TensorEntry) -> float:
@@ -340,13 +356,15 @@ def _compress_json(report: CompressionReport) -> dict[str, Any]:
 def _entry_json(e: TensorEntry) -> dict[str, Any]:
     d: dict[str, Any] = {"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "kind": e.kind,
                          "nbytes": e.nbytes}
-    if e.kind == "encoded":
-        d.update(density=_density(e), kept=e.kept, clusters=e.clusters, cell_bits=e.cell_bits,
-                 bits_per_kept_weight=_factor(8 * e.nbytes, _encoding(e)[0]), false_positives=e.false_positives,
-                 expected_false_positives=_expected_false_positives(e),
+    if e.kind != "raw":
+        d.update(codec="bloomier" if e.kind == "encoded" else e.kind, density=_density(e), kept=e.kept,
+                 clusters=e.clusters, bits_per_kept_weight=_factor(8 * e.nbytes, e.kept or 0),
                  compression_vs_input=_factor(e.original_nbytes, e.nbytes), options=e.options,
                  relative_error=e.relative_error, relative_error_clustered=e.relative_error_clustered,
-                 baselines=e.baselines)
+                 baselines=e.baselines, candidates=e.candidates)
+    if e.kind == "encoded":
+        d.update(cell_bits=e.cell_bits, false_positives=e.false_positives,
+                 expected_false_positives=_expected_false_positives(e))
     return d
 
 
@@ -410,7 +428,7 @@ def _run_inspect(args: argparse.Namespace) -> None:
     with open_container(args.input) as c:
         layers = [_entry_json(e) for e in c.tensors]
         original = sum(e.original_nbytes for e in c.tensors)
-        total = {"tensors": len(c.tensors), "encoded": sum(e.kind == "encoded" for e in c.tensors),
+        total = {"tensors": len(c.tensors), "encoded": sum(e.kind != "raw" for e in c.tensors),
                  "original_bytes": original, "file_bytes": c.nbytes, "compression": _factor(original, c.nbytes)}
         metadata = c.metadata
     if args.json:
@@ -420,23 +438,25 @@ def _run_inspect(args: argparse.Namespace) -> None:
         print(json.dumps(out, indent=2))
         return
 
-    header = ["tensor", "shape", "dtype", "kind", "density", "k", "t", "bytes", "bits/kept", "false pos.",
-              "rel. error", "vs input"]
+    header = ["tensor", "shape", "dtype", "codec", "density", "k", "t", "bytes", "bits/kept", "false pos.",
+              "rel. error", "vs input", "filter", "exact"]
     if args.baselines:
         header += ["Deep Compr.", "CSR+zstd"]
     rows = []
     for d in layers:
-        enc = d["kind"] == "encoded"
+        coded, filtered = d["kind"] != "raw", d["kind"] == "encoded"
         bits = d.get("bits_per_kept_weight")
-        row = [d["name"], _shape(d["shape"]), d["dtype"], d["kind"],
-               f"{d['density']:.2%}" if enc else "-",
-               str(d["clusters"]) if enc else "-",
-               str(d["cell_bits"]) if enc else "-",
+        cand = d.get("candidates") or {}
+        row = [d["name"], _shape(d["shape"]), d["dtype"], d.get("codec", "raw"),
+               f"{d['density']:.2%}" if coded else "-",
+               str(d["clusters"]) if coded else "-",
+               str(d["cell_bits"]) if filtered else "-",
                f"{d['nbytes']:,}",
                f"{bits:.2f}" if bits is not None else "-",
-               f"{d['false_positives']:,}" if enc else "-",
+               f"{d['false_positives']:,}" if filtered else "0" if coded else "-",
                _fmt_error(d.get("relative_error")),
-               _fmt_factor(d.get("compression_vs_input"))]
+               _fmt_factor(d.get("compression_vs_input")),
+               _fmt_bytes(cand.get("bloomier")), _fmt_bytes(cand.get("exact"))]
         if args.baselines:
             b = d.get("baselines") or {}
             row += [_fmt_bytes(b.get("deep_compression")), _fmt_bytes(b.get("csr_zstd"))]

@@ -36,6 +36,9 @@ import numpy as np
 from .clustered import prune_and_cluster
 from .codec import EncodedLayer, check_decode_size, encode_clustered, encode_layer
 from .dtypes import ITEMSIZE, is_bfloat16, numpy_dtype
+from .exact import MAX_CLUSTERS as EXACT_MAX_CLUSTERS
+from .exact import ExactLayer
+from .exact import encode_clustered as encode_exact_clustered
 from .io import HF_INDEX, PathLike, TensorSource, c_contiguous, model_format, open_state, save_state, write_atomically
 from .quality import baseline_nbytes, measure
 
@@ -61,6 +64,15 @@ _CRC = struct.Struct("<I")
 #: Without `layers`, compress encodes the floating tensors with ndim >= 2 and at least this many
 #: elements: the weight matrices and conv kernels, not biases, norms or small embeddings.
 DEFAULT_MIN_ELEMENTS = 1024
+
+#: The codecs a tensor can be stored with: "auto" picks per tensor (see `compress`).
+CODECS = ("auto", "bloomier", "exact")
+
+#: With codec="auto", the filter is chosen only if its false positives keep the decoded tensor
+#: within this relative error of the pruned, clustered one (||decoded - clustered|| /
+#: ||clustered||): their energy at most a quarter of the kept weights'. Networks retrained around
+#: the filter (Algorithm 1, weightless.torch) tolerate far more, and ask for the filter itself.
+DEFAULT_MAX_ERROR = 0.5
 
 #: Dtypes a tensor may have in a .wl file (numpy names); stored as little-endian bytes.
 RAW_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -103,7 +115,7 @@ class TensorEntry:
     """
 
     name: str
-    kind: str  # "encoded" or "raw"
+    kind: str  # "raw", "encoded" (the Bloomier filter, lossy) or "exact" (the exact codec)
     dtype: str
     shape: tuple[int, ...]
     offset: int  # of the blob, from the start of the data area
@@ -117,6 +129,7 @@ class TensorEntry:
     relative_error: float | None = None
     relative_error_clustered: float | None = None
     baselines: dict[str, int] | None = None
+    candidates: dict[str, int] | None = None  # bytes each codec tried would have taken
 
     @property
     def size(self) -> int:
@@ -134,7 +147,10 @@ class TensorEntry:
         if self.kind == "encoded":
             d.update(options=self.options, kept=self.kept, clusters=self.clusters, cell_bits=self.cell_bits,
                      false_positives=self.false_positives)
-            for key in ("relative_error", "relative_error_clustered", "baselines"):
+        elif self.kind == "exact":
+            d.update(options=self.options, kept=self.kept, clusters=self.clusters)
+        if self.kind != "raw":
+            for key in ("relative_error", "relative_error_clustered", "baselines", "candidates"):
                 if getattr(self, key) is not None:
                     d[key] = getattr(self, key)
         return d
@@ -155,7 +171,7 @@ class CompressionReport:
 
     @property
     def encoded(self) -> list[TensorEntry]:
-        return [e for e in self.tensors if e.kind == "encoded"]
+        return [e for e in self.tensors if e.kind != "raw"]
 
 
 # --------------------------------------------------------------------------- writing
@@ -224,15 +240,21 @@ def _matching(state: Mapping[str, TensorSource], pattern: str) -> list[str]:
 
 def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Options with JSON-friendly types (numpy scalars become Python numbers)."""
-    unknown = sorted(set(options) - set(_ENCODE_DEFAULTS))
+    known = [*_ENCODE_DEFAULTS, "codec", "max_error"]
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        raise TypeError(f"{where}: unknown layer option(s) {', '.join(unknown)} "
-                        f"(expected {', '.join(_ENCODE_DEFAULTS)})")
-    out = {}
+        raise TypeError(f"{where}: unknown layer option(s) {', '.join(unknown)} (expected {', '.join(known)})")
+    out: dict[str, Any] = {}
     for key, value in options.items():
-        if value is None or key == "init":
+        if key == "codec":
+            if value not in CODECS:
+                raise ValueError(f"{where}: codec must be one of {', '.join(CODECS)}, got {value!r}")
             out[key] = value
-        elif key in ("sparsity", "threshold", "fp_rate"):
+        elif key == "max_error" and value is not None and not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"{where}: max_error must be a non-negative number or None, got {value!r}")
+        elif value is None or key == "init":
+            out[key] = value
+        elif key in ("sparsity", "threshold", "fp_rate", "max_error"):
             out[key] = float(value)
         else:
             out[key] = operator.index(value)
@@ -259,6 +281,8 @@ def compress(
     progress: bool = False,
     executor: Executor | None = None,
     baselines: bool = False,
+    codec: str = "auto",
+    max_error: float | None = DEFAULT_MAX_ERROR,
     **layer_options: Any,
 ) -> CompressionReport:
     """Write a model to a .wl file, encoding the chosen layers and storing the rest exactly.
@@ -274,6 +298,13 @@ def compress(
         progress: show a progress bar over the tensors on stderr (needs tqdm).
         baselines: also size CSR + zstd for each encoded tensor (slower; needs zstandard). The
             Deep Compression style size is always recorded, with each tensor's relative errors.
+        codec: how each chosen tensor is stored, once pruned and clustered: "bloomier" (the
+            Weightless filter: its cells, plus false positives), "exact" (the exact near-entropy
+            codec, `weightless.exact`: no false positives) or "auto" (the default): the smaller
+            of the two, the filter only if its false positives keep the decoded tensor within
+            `max_error` of the clustered one (None: any error). A per-layer `codec` in `layers`
+            overrides it.
+        max_error: see `codec`; DEFAULT_MAX_ERROR by default.
         executor: a `concurrent.futures.Executor` to encode tensors on concurrently (a
             ProcessPoolExecutor for one machine, `distributed.Client(...).get_executor()` for a
             Dask cluster). The file is byte for byte the sequential one. Workers receive a
@@ -319,7 +350,7 @@ def compress(
                 if t.ndim > _MAX_NDIM:
                     raise ValueError(f"tensor {t.name!r} has {t.ndim} dimensions (at most {_MAX_NDIM})")
 
-            common = _check_options(layer_options, "compress")
+            common = _check_options({"codec": codec, "max_error": max_error, **layer_options}, "compress")
             chosen = {
                 name: {**common, **_check_options(overrides, f"layer {name!r}")}
                 for name, overrides in _select_layers(state, layers).items()
@@ -350,32 +381,53 @@ def compress(
 _CLUSTER_OPTIONS = ("sparsity", "threshold", "clusters", "init")
 
 
+
+
 def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEntry, bytes]:
     """The entry (at offset 0) and blob of an encoded tensor, with its errors and baselines."""
     # bfloat16 values are float32 values with the low mantissa bits zero: widened exactly.
     w = a.astype(np.float32) if is_bfloat16(a.dtype) else a
-    encoding = {k: v for k, v in options.items() if k != "baselines"}
-    seed = {"seed": encoding["seed"]} if "seed" in encoding else {}
+    settings = dict(options)
+    zstd, codec = bool(settings.pop("baselines", False)), settings.pop("codec", "auto")
+    max_error = settings.pop("max_error", DEFAULT_MAX_ERROR)
+    seed = {"seed": settings["seed"]} if "seed" in settings else {}
     try:
-        clustered = prune_and_cluster(w, **{k: v for k, v in encoding.items() if k in _CLUSTER_OPTIONS}, **seed)
-        layer = encode_clustered(clustered, **{k: v for k, v in encoding.items() if k not in _CLUSTER_OPTIONS})
+        clustered = prune_and_cluster(w, **{k: v for k, v in settings.items() if k in _CLUSTER_OPTIONS}, **seed)
+        layer = filter_quality = exact = None
+        if codec in ("auto", "bloomier"):
+            layer = encode_clustered(clustered, **{k: v for k, v in settings.items() if k not in _CLUSTER_OPTIONS})
+            # Decoded through the filter itself: the decode-size limit guards against hostile
+            # files, and this tensor is the caller's own, already in memory.
+            decoded = layer.filter.decode_weights(layer.size, layer.codebook, threads=settings.get("threads"))
+            filter_quality = measure(w, decoded, clustered)
+            del decoded
+        if codec == "exact" or (codec == "auto" and len(clustered.codebook) <= EXACT_MAX_CLUSTERS):
+            exact = encode_exact_clustered(clustered.positions, clustered.codes, clustered.shape, clustered.codebook)
     except (ValueError, TypeError) as e:
         raise ValueError(f"tensor {name!r}: {e}") from None
-    data = layer.to_bytes()
-    recorded = {**_ENCODE_DEFAULTS, **encoding}
+    candidates = {k: v.nbytes for k, v in (("bloomier", layer), ("exact", exact)) if v is not None}
+    use_filter = layer is not None and (exact is None or (
+        layer.nbytes < exact.nbytes and filter_quality is not None
+        and (max_error is None or filter_quality.relative_error_clustered <= max_error)))
+    recorded = {**_ENCODE_DEFAULTS, **settings}
     for key in _UNRECORDED:
         recorded.pop(key, None)
-    # Decoded through the filter itself: the decode-size limit guards against hostile files, and
-    # this tensor is the caller's own, already in memory.
-    decoded = layer.filter.decode_weights(layer.size, layer.codebook, threads=options.get("threads"))
-    quality = measure(w, decoded, clustered)
-    del decoded
-    entry = TensorEntry(name, "encoded", a.dtype.name, tuple(a.shape), 0, len(data), zlib.crc32(data),
-                        options=recorded, kept=layer.kept, clusters=len(layer.codebook),
-                        cell_bits=layer.cell_bits, false_positives=layer.false_positives,
-                        relative_error=_finite(quality.relative_error),
-                        relative_error_clustered=_finite(quality.relative_error_clustered),
-                        baselines=baseline_nbytes(clustered, zstd=bool(options.get("baselines"))))
+    recorded.update(codec=codec, max_error=max_error)
+    baselines = baseline_nbytes(clustered, zstd=zstd)
+    if use_filter:
+        assert layer is not None and filter_quality is not None
+        data, kind, quality = layer.to_bytes(), "encoded", filter_quality
+        cell_bits: int | None = layer.cell_bits
+        false_positives: int | None = layer.false_positives
+    else:
+        assert exact is not None
+        data, kind, quality = exact.to_bytes(), "exact", measure(w, clustered.dense(), clustered)
+        cell_bits = false_positives = None
+    entry = TensorEntry(name, kind, a.dtype.name, tuple(a.shape), 0, len(data), zlib.crc32(data), options=recorded,
+                        kept=clustered.kept, clusters=len(clustered.codebook), cell_bits=cell_bits,
+                        false_positives=false_positives, relative_error=_finite(quality.relative_error),
+                        relative_error_clustered=_finite(quality.relative_error_clustered), baselines=baselines,
+                        candidates=candidates)
     return entry, data
 
 
@@ -542,15 +594,16 @@ def _parse_entry(e: Any, i: int) -> TensorEntry:
         raise ValueError(f"tensor #{i} has no name")
     where = f"tensor {name!r}"
     kind, dtype, shape = e.get("kind"), e.get("dtype"), e.get("shape")
-    if kind not in ("raw", "encoded"):
+    if kind not in ("raw", "encoded", "exact"):
         raise ValueError(f"{where}: unknown kind {kind!r}")
-    if not isinstance(dtype, str) or dtype not in (ENCODED_DTYPES if kind == "encoded" else RAW_DTYPES):
+    if not isinstance(dtype, str) or dtype not in (RAW_DTYPES if kind == "raw" else ENCODED_DTYPES):
         raise ValueError(f"{where}: dtype {dtype!r} is not allowed for a {kind} tensor")
     if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(_is_int(d) and d >= 0 for d in shape):
         raise ValueError(f"{where}: bad shape {shape!r}")
     ints: dict[str, int] = {}
-    for key in ("offset", "length", "crc32") + (("kept", "clusters", "cell_bits", "false_positives")
-                                                 if kind == "encoded" else ()):
+    statistics = {"raw": (), "encoded": ("kept", "clusters", "cell_bits", "false_positives"),
+                  "exact": ("kept", "clusters")}[kind]
+    for key in ("offset", "length", "crc32", *statistics):
         v = e.get(key)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ValueError(f"{where}: {key} must be a non-negative integer, got {v!r}")
@@ -558,22 +611,25 @@ def _parse_entry(e: Any, i: int) -> TensorEntry:
     if ints["crc32"] >= 1 << 32:
         raise ValueError(f"{where}: crc32 out of range")
     options = e.get("options")
-    if kind == "encoded" and not isinstance(options, dict):
+    if kind != "raw" and not isinstance(options, dict):
         raise ValueError(f"{where}: options must be a JSON object")
     errors: dict[str, float | None] = {}
     for key in ("relative_error", "relative_error_clustered"):
         v = e.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf):
             raise ValueError(f"{where}: {key} must be a non-negative number, got {v!r}")
-        errors[key] = None if v is None or kind != "encoded" else float(v)
-    baselines = e.get("baselines")
-    if baselines is not None and not (isinstance(baselines, dict) and all(
-            isinstance(k, str) and _is_int(v) and v >= 0 for k, v in baselines.items())):
-        raise ValueError(f"{where}: baselines must map names to byte counts, got {baselines!r}")
+        errors[key] = None if v is None or kind == "raw" else float(v)
+    sizes: dict[str, dict[str, int] | None] = {}
+    for key in ("baselines", "candidates"):
+        v = e.get(key)
+        if v is not None and not (isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) and n >= 0
+                                                              for k, n in v.items())):
+            raise ValueError(f"{where}: {key} must map names to byte counts, got {v!r}")
+        sizes[key] = v if kind != "raw" else None
     return TensorEntry(name, kind, dtype, tuple(shape), ints["offset"], ints["length"], ints["crc32"],
-                       options if kind == "encoded" else None, ints.get("kept"), ints.get("clusters"),
+                       options if kind != "raw" else None, ints.get("kept"), ints.get("clusters"),
                        ints.get("cell_bits"), ints.get("false_positives"), errors["relative_error"],
-                       errors["relative_error_clustered"], baselines if kind == "encoded" else None)
+                       errors["relative_error_clustered"], sizes["baselines"], sizes["candidates"])
 
 
 class Container:
@@ -667,6 +723,8 @@ class Container:
             if e.kind == "encoded" and (_count(e.kept) + _count(e.false_positives) > e.size
                                         or _count(e.clusters) > 1 << 16 or not 1 <= _count(e.cell_bits) <= 32):
                 raise _malformed(self.path, f"tensor {e.name!r}: encoding statistics out of range")
+            if e.kind == "exact" and (_count(e.kept) > e.size or _count(e.clusters) > EXACT_MAX_CLUSTERS):
+                raise _malformed(self.path, f"tensor {e.name!r}: encoding statistics out of range")
             expected = _align(e.offset + e.nbytes)
         data_len = size - self._data_start - _CRC.size
         if expected != data_len:
@@ -695,10 +753,10 @@ class Container:
         return buf
 
     def encoded_layer(self, name: str) -> EncodedLayer:
-        """The `EncodedLayer` of an encoded tensor, checked against its header entry."""
+        """The `EncodedLayer` of a tensor stored in a Bloomier filter, checked against its header entry."""
         e = self.entry(name)
         if e.kind != "encoded":
-            raise ValueError(f"tensor {name!r} is stored raw, not encoded")
+            raise ValueError(f"tensor {name!r} is stored {e.kind}, not in a filter")
         blob = self._blob(e)
         try:
             layer = EncodedLayer.from_bytes(blob)
@@ -708,6 +766,22 @@ class Container:
         if stats != (e.shape, e.kept, e.clusters, e.cell_bits, e.false_positives):
             raise _malformed(self.path, f"tensor {name!r}: the encoded layer does not match its header entry")
         return layer
+
+    def exact_layer(self, name: str) -> ExactLayer:
+        """The `ExactLayer` of a tensor stored by the exact codec, checked against its header entry."""
+        e = self.entry(name)
+        if e.kind != "exact":
+            raise ValueError(f"tensor {name!r} is stored {e.kind}, not by the exact codec")
+        try:
+            layer = ExactLayer.from_bytes(self._blob(e))
+        except ValueError as err:
+            raise _malformed(self.path, f"tensor {name!r}: {err}") from None
+        if (layer.shape, layer.kept, len(layer.codebook)) != (e.shape, e.kept, e.clusters):
+            raise _malformed(self.path, f"tensor {name!r}: the exact layer does not match its header entry")
+        return layer
+
+    def _layer(self, e: TensorEntry) -> EncodedLayer | ExactLayer:
+        return self.encoded_layer(e.name) if e.kind == "encoded" else self.exact_layer(e.name)
 
     def _raw(self, e: TensorEntry) -> np.ndarray:
         dtype = numpy_dtype(e.dtype)
@@ -734,15 +808,15 @@ class Container:
         if e.kind == "raw":
             return self._raw(e)
         self._check_decode_size([e])
-        return _decoded(self.encoded_layer(name), e, threads)
+        return _decoded(self._layer(e), e, threads)
 
     def read_all(self, *, threads: int | None = None) -> dict[str, np.ndarray]:
         """Every tensor in file order. All blobs are read and checked before any layer is decoded."""
         if self.tensors:
             self._check_decode_size(self.tensors)
-        loaded: dict[str, np.ndarray | EncodedLayer] = {
-            e.name: self._raw(e) if e.kind == "raw" else self.encoded_layer(e.name) for e in self.tensors}
-        return {e.name: _decoded(t, e, threads) if isinstance(t := loaded[e.name], EncodedLayer) else t
+        loaded: dict[str, np.ndarray | EncodedLayer | ExactLayer] = {
+            e.name: self._raw(e) if e.kind == "raw" else self._layer(e) for e in self.tensors}
+        return {e.name: t if isinstance(t := loaded[e.name], np.ndarray) else _decoded(t, e, threads)
                 for e in self.tensors}
 
     def close(self) -> None:
@@ -761,8 +835,11 @@ class Container:
         return f"Container({self.path!r}, {len(self.tensors)} tensors, {encoded} encoded, {self.nbytes} bytes)"
 
 
-def _decoded(layer: EncodedLayer, e: TensorEntry, threads: int | None) -> np.ndarray:
-    return layer.decode(threads, dtype=e.dtype)
+def _decoded(layer: EncodedLayer | ExactLayer, e: TensorEntry, threads: int | None) -> np.ndarray:
+    if isinstance(layer, EncodedLayer):
+        return layer.decode(threads, dtype=e.dtype)
+    decoded = layer.decode()  # float32; another dtype is converted whole (nearest even)
+    return decoded if e.dtype == "float32" else decoded.astype(numpy_dtype(e.dtype))
 
 
 def open_container(path: PathLike) -> Container:

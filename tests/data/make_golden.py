@@ -111,12 +111,35 @@ def bfloat16() -> None:
     write_expected(path)
 
 
+def exact() -> None:
+    # The exact codec (kind "exact"): float32, float16 and bfloat16 tensors, an all-zero one and a
+    # dense one; decoded in the C API by csrc/codecs/exact.cpp.
+    import ml_dtypes
+
+    rng = np.random.default_rng(20261202)
+    state = {
+        "fc.weight": rng.normal(0, 0.1, size=(48, 40)).astype(np.float32),
+        "half.weight": rng.normal(0, 1, size=(20, 30)).astype(np.float16),
+        "brain.weight": rng.normal(0, 0.05, size=(16, 24)).astype(ml_dtypes.bfloat16),
+        "zero.weight": np.zeros((8, 8), np.float32),
+        "dense.weight": rng.normal(0, 1, size=(12, 12)).astype(np.float32),
+    }
+    layers = {"fc.weight": {}, "half.weight": {}, "brain.weight": {}, "zero.weight": {},
+              "dense.weight": {"sparsity": 0.0}}
+    path = HERE / "exact.wl"
+    compress(state, path, layers=layers, sparsity=0.85, clusters=16, codec="exact", overwrite=True)
+    with open_container(path) as c:
+        assert all(e.kind == "exact" for e in c.tensors), c.tensors
+    write_expected(path)
+
+
 def main() -> None:
     rng = np.random.default_rng(20261129)
     basic(rng)
     dtypes(rng)
     structures(rng)
     bfloat16()
+    exact()
     # v1_basic.wl (and its .expected.bin) is basic.wl as written in format version 1, kept as it
     # was: readers must still decode it.
     for p in sorted(HERE.glob("*.wl")):

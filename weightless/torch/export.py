@@ -78,7 +78,8 @@ def export_wl(model: nn.Module, results: Sequence[LayerResult], path: str | os.P
         if not np.array_equal(state[name], r.encoded.decode()):
             raise ValueError(f"{name}: the model's weight is not the decoded layer (changed after algorithm1?)")
         state[name] = r.clustered
-        layers[name] = dict(r.options)
+        # The filter itself, whatever is smaller: the model was retrained around its false positives.
+        layers[name] = {**r.options, "codec": "bloomier"}
     if raw_dtype is not None:
         for k, v in state.items():
             if k not in layers and v.dtype.kind == "f":

@@ -110,9 +110,12 @@ WL_AVX2 inline __m256i gather_cells(const void* cells, __m256i index) {
     return _mm256_and_si256(v, _mm256_set1_epi32(Bytes == 2 ? 0xFFFF : 0xFF));
 }
 
-// Arity 0: a piece without cells, word = mask.
-template <uint32_t Arity, int Bytes, typename Sink>
+// Arity 0: a piece without cells, word = mask. Chunked: the chunked layout's cells (hash.h,
+// chunk_cells), each 16-bit half of x and y times the chunk's cell count, high half.
+template <uint32_t Arity, int Bytes, typename Sink, bool Chunked = false>
 WL_AVX2 void kernel(const Run& run, const void* table, Sink& sink) {
+    const __m256i chunk_cells16 = _mm256_set1_epi16(short(uint16_t(Chunked ? run.num_cells : 0)));
+    const __m256i low16 = _mm256_set1_epi32(0xFFFF);
     const __m256i seed_lo = _mm256_set1_epi32(int(run.seed_lo));
     const __m256i y0 = _mm256_set1_epi32(int(run.key_hi ^ run.seed_hi));
     const __m256i cell_mask = _mm256_set1_epi32(int(run.cell_mask));
@@ -131,7 +134,14 @@ WL_AVX2 void kernel(const Run& run, const void* table, Sink& sink) {
         __m256i y = _mm256_xor_si256(y0, fmix(x));
         x = _mm256_xor_si256(x, fmix(y));
         __m256i w = _mm256_and_si256(fmix(_mm256_add_epi32(x, y)), cell_mask);
-        if constexpr (Arity != 0) {
+        if constexpr (Chunked) {
+            __m256i cx = _mm256_mulhi_epu16(x, chunk_cells16);
+            __m256i cy = _mm256_mulhi_epu16(y, chunk_cells16);
+            w = _mm256_xor_si256(w, gather_cells<Bytes>(table, _mm256_and_si256(cx, low16)));
+            w = _mm256_xor_si256(w, gather_cells<Bytes>(table, _mm256_srli_epi32(cx, 16)));
+            w = _mm256_xor_si256(w, gather_cells<Bytes>(table, _mm256_and_si256(cy, low16)));
+            if constexpr (Arity == 4) w = _mm256_xor_si256(w, gather_cells<Bytes>(table, _mm256_srli_epi32(cy, 16)));
+        } else if constexpr (Arity != 0) {
             __m256i h0 = _mm256_add_epi32(first_base, mulhi(x, first_width));
             __m256i h1 = _mm256_xor_si256(_mm256_add_epi32(h0, length), _mm256_and_si256(y, offset_mask));
             __m256i h2 = _mm256_xor_si256(_mm256_add_epi32(h0, length2),
@@ -154,6 +164,16 @@ template <typename Sink>
 WL_AVX2 void run_kernel(const Run& run, Sink& sink) {
     if (run.num_cells == 0) return kernel<0, 4>(run, nullptr, sink);
     if (run.num_cells > (uint64_t(1) << 31)) return scalar_run(run, sink);  // gather indices are signed 32-bit
+    if (run.chunked) {
+        switch (run.cell_bytes * 8 + run.arity) {
+            case 8 + 3: return kernel<3, 1, Sink, true>(run, run.cells, sink);
+            case 8 + 4: return kernel<4, 1, Sink, true>(run, run.cells, sink);
+            case 16 + 3: return kernel<3, 2, Sink, true>(run, run.cells, sink);
+            case 16 + 4: return kernel<4, 2, Sink, true>(run, run.cells, sink);
+            case 32 + 4: return kernel<4, 4, Sink, true>(run, run.cells, sink);
+            default: return kernel<3, 4, Sink, true>(run, run.cells, sink);
+        }
+    }
     switch (run.cell_bytes * 8 + run.arity) {
         case 8 + 3: return kernel<3, 1>(run, run.cells, sink);
         case 8 + 4: return kernel<4, 1>(run, run.cells, sink);

@@ -95,9 +95,15 @@ WL_AVX512 inline __m512i gather_cells(const void* cells, __m512i index) {
     return _mm512_and_si512(v, _mm512_set1_epi32(Bytes == 2 ? 0xFFFF : 0xFF));
 }
 
-// Arity 0: a piece without cells, word = mask.
-template <uint32_t Arity, int Bytes, typename Sink>
+// (half * m) >> 16 for halves and m below 2^16 (hash.h, scale16).
+WL_AVX512 inline __m512i scale16(__m512i half, __m512i m) { return _mm512_srli_epi32(_mm512_mullo_epi32(half, m), 16); }
+
+// Arity 0: a piece without cells, word = mask. Chunked: the chunked layout's cells (hash.h,
+// chunk_cells), each 16-bit half of x and y times the chunk's cell count, high half.
+template <uint32_t Arity, int Bytes, typename Sink, bool Chunked = false>
 WL_AVX512 void kernel(const Run& run, const void* table, Sink& sink) {
+    const __m512i chunk_cells32 = _mm512_set1_epi32(int(Chunked ? run.num_cells : 0));
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
     const __m512i seed_lo = _mm512_set1_epi32(int(run.seed_lo));
     const __m512i y0 = _mm512_set1_epi32(int(run.key_hi ^ run.seed_hi));
     const __m512i cell_mask = _mm512_set1_epi32(int(run.cell_mask));
@@ -117,7 +123,12 @@ WL_AVX512 void kernel(const Run& run, const void* table, Sink& sink) {
         __m512i y = _mm512_xor_si512(y0, fmix(x));
         x = _mm512_xor_si512(x, fmix(y));
         __m512i w = _mm512_and_si512(fmix(_mm512_add_epi32(x, y)), cell_mask);
-        if constexpr (Arity != 0) {
+        if constexpr (Chunked) {  // AVX-512F has no 16-bit multiply: (half * m) >> 16 in u32 lanes
+            w = _mm512_xor_si512(w, gather_cells<Bytes>(table, scale16(_mm512_and_si512(x, low16), chunk_cells32)));
+            w = _mm512_xor_si512(w, gather_cells<Bytes>(table, scale16(_mm512_srli_epi32(x, 16), chunk_cells32)));
+            w = _mm512_xor_si512(w, gather_cells<Bytes>(table, scale16(_mm512_and_si512(y, low16), chunk_cells32)));
+            if constexpr (Arity == 4) w = _mm512_xor_si512(w, gather_cells<Bytes>(table, scale16(_mm512_srli_epi32(y, 16), chunk_cells32)));
+        } else if constexpr (Arity != 0) {
             __m512i h0 = _mm512_add_epi32(first_base, mulhi(x, first_width));
             __m512i h1 = _mm512_xor_si512(_mm512_add_epi32(h0, length), _mm512_and_si512(y, offset_mask));
             __m512i h2 = _mm512_xor_si512(_mm512_add_epi32(h0, length2),
@@ -142,6 +153,16 @@ WL_AVX512 void run_kernel(const Run& run, Sink& sink) {
     if (run.num_cells > (uint64_t(1) << 31)) {  // gather indices are signed 32-bit
         for (uint64_t i = 0; i < run.count; ++i) sink.put1(i, run_word(run, run.key_lo + uint32_t(i)));
         return;
+    }
+    if (run.chunked) {
+        switch (run.cell_bytes * 8 + run.arity) {
+            case 8 + 3: return kernel<3, 1, Sink, true>(run, run.cells, sink);
+            case 8 + 4: return kernel<4, 1, Sink, true>(run, run.cells, sink);
+            case 16 + 3: return kernel<3, 2, Sink, true>(run, run.cells, sink);
+            case 16 + 4: return kernel<4, 2, Sink, true>(run, run.cells, sink);
+            case 32 + 4: return kernel<4, 4, Sink, true>(run, run.cells, sink);
+            default: return kernel<3, 4, Sink, true>(run, run.cells, sink);
+        }
     }
     switch (run.cell_bytes * 8 + run.arity) {
         case 8 + 3: return kernel<3, 1>(run, run.cells, sink);

@@ -4,6 +4,8 @@ import numpy as np
 import numpy.typing as npt
 
 FORMAT_VERSION: int
+FUSE_FORMAT_VERSION: int
+DEFAULT_CHUNK_KEYS: int
 DEFAULT_PIECE_KEYS: int
 DEFAULT_BLOCK_KEYS: int
 
@@ -19,6 +21,8 @@ class Filter:
         piece_keys: int,
         block_keys: int,
         threads: int,
+        format_version: int = ...,
+        chunk_keys: int = ...,
     ) -> Filter: ...
     def query_raw(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint32]: ...
     def query_values(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]: ...
@@ -33,6 +37,10 @@ class Filter:
     def nbytes(self) -> int: ...
     @property
     def num_cells(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def num_chunks(self) -> int: ...
     @property
     def num_pieces(self) -> int: ...
     @property

@@ -139,10 +139,19 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("arity", [](const wl::Filter& f) { return f.arity; })
         .def_property_readonly("seed", [](const wl::Filter& f) { return f.seed; });
 
-    // The decoders' instruction set (weightless.h): WEIGHTLESS_ISA is read on every call.
+    // The decoders' instruction set (weightless.h): set_isa, else WEIGHTLESS_ISA read once.
     m.def("active_isa", [] { return std::string(wl::active_isa()); },
-          "The instruction set the decoders use now: WEIGHTLESS_ISA if set, else the fastest supported one. "
-          "ValueError if WEIGHTLESS_ISA names an unknown or unsupported one.");
+          "The instruction set the decoders use now: the last set_isa, else WEIGHTLESS_ISA (read once, at the "
+          "first decode), else the fastest supported one. ValueError if WEIGHTLESS_ISA names an unknown or "
+          "unsupported one and set_isa was not called.");
+    m.def("set_isa",
+          [](py::object name) {
+              std::string s = name.is_none() ? std::string() : py::cast<std::string>(name);
+              return std::string(wl::set_isa(s.c_str()));
+          },
+          py::arg("name"),
+          "Use the named instruction set ('scalar', 'avx2', 'avx512', 'neon'; None or '' for the fastest) from now "
+          "on; returns the name now active. ValueError for one this build or CPU cannot run.");
     m.def("supported_isas", &wl::supported_isas,
           "The instruction sets this build runs on this CPU, 'scalar' first, the default last.");
 

@@ -102,10 +102,13 @@ const Kernels* avx2_kernels();    // decode_avx2.cpp: x86-64 only
 const Kernels* avx512_kernels();  // decode_avx512.cpp: x86-64 only
 const Kernels* neon_kernels();  // decode_neon.cpp: AArch64 only
 
-// The kernels the decoders use now: WEIGHTLESS_ISA if set (read on every call), else the best
-// supported ISA. nullptr means the scalar reference in query.cpp. Throws std::invalid_argument
+// The kernels the decoders use now (set_isa, else WEIGHTLESS_ISA read once, else the best
+// supported ISA). nullptr means the scalar reference in query.cpp. Throws std::invalid_argument
 // for an unknown or unsupported WEIGHTLESS_ISA.
 const Kernels* active_kernels();
+
+// Forgets the selection, so that the next decode call reads WEIGHTLESS_ISA again (tests only).
+void reread_isa_environment();
 
 }  // namespace detail
 }  // namespace wl

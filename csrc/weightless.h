@@ -139,19 +139,25 @@ uint64_t count_decoded(const Filter& filter, uint64_t begin, uint64_t end, uint3
                        unsigned threads = 1);
 
 // The decoders above (decode_range, decode_weights, count_decoded) have a scalar reference
-// implementation and SIMD kernels (AVX2 and AVX-512F on x86-64, chosen at run time; NEON on
+// implementation and SIMD kernels (AVX2 and AVX-512F+BW on x86-64, chosen at run time; NEON on
 // AArch64). Every kernel is byte-identical to the scalar reference; they differ in speed only.
 //
-// The environment variable WEIGHTLESS_ISA = scalar | avx2 | avx512 | neon forces one; it is read on every
-// decode call. An unknown name, or one this build or CPU cannot run, makes the decode call (and
-// active_isa) throw std::invalid_argument.
+// set_isa (below) or the environment variable WEIGHTLESS_ISA = scalar | avx2 | avx512 | neon
+// forces one. The variable is read once, at the first decode call (or active_isa); an unknown
+// name, or one this build or CPU cannot run, makes every decode call (and active_isa) throw
+// std::invalid_argument until set_isa chooses.
 
 // The instruction sets this build can run on this CPU, "scalar" first, the default last.
 std::vector<std::string> supported_isas();
 
-// The instruction set the decoders use now: WEIGHTLESS_ISA if set and not empty, else the last
-// of supported_isas().
+// The instruction set the decoders use now: the last set_isa, else WEIGHTLESS_ISA if set and not
+// empty, else the last of supported_isas().
 const char* active_isa();
+
+// Makes the decoders use the named instruction set (case-insensitive) from now on, in every
+// thread; null or "" means the fastest supported one. Returns the name now active. Throws
+// std::invalid_argument (and changes nothing) for a name this build or CPU cannot run.
+const char* set_isa(const char* name);
 
 // Serialized size in bytes, and the serialized form itself (docs/FORMAT.md).
 size_t serialized_size(const Filter& filter);

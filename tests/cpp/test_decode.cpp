@@ -37,11 +37,15 @@ std::string invalid_argument_message(const std::function<void()>& fn) {
 // memcmp that accepts the null data() of empty vectors.
 bool same_bytes(const void* a, const void* b, size_t bytes) { return bytes == 0 || std::memcmp(a, b, bytes) == 0; }
 
-void set_isa(const char* isa) {
+void set_isa(const char* isa) { wl::set_isa(isa); }
+
+// Sets (or unsets) WEIGHTLESS_ISA and makes the next decode call read it.
+void set_isa_environment(const char* isa) {
     if (isa)
         setenv("WEIGHTLESS_ISA", isa, 1);
     else
         unsetenv("WEIGHTLESS_ISA");
+    wl::detail::reread_isa_environment();
 }
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
@@ -310,7 +314,8 @@ void test_active_isa() {
     std::string expected = "scalar";
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2"), avx512 = __builtin_cpu_supports("avx512f");
+    const bool avx2 = __builtin_cpu_supports("avx2");
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
     expected = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
     check(contains(all, "avx2") == avx2, "avx2 supported exactly when the CPU has it");
     check(contains(all, "avx512") == avx512, "avx512 supported exactly when the CPU has AVX-512F");
@@ -336,9 +341,17 @@ void test_active_isa() {
         check(isa == "scalar" ? k == nullptr : k != nullptr && k->name == isa, "WEIGHTLESS_ISA=" + isa + " kernels");
     }
     set_isa("SCALAR");
-    check(std::string(wl::active_isa()) == "scalar", "WEIGHTLESS_ISA is case-insensitive");
+    check(std::string(wl::active_isa()) == "scalar", "set_isa is case-insensitive");
     set_isa("");
+    check(wl::active_isa() == expected, "set_isa(\"\") means the default");
+    // The environment: read once, at the first decode call after it was (re)armed.
+    set_isa_environment("Scalar");
+    check(std::string(wl::active_isa()) == "scalar", "WEIGHTLESS_ISA is read and case-insensitive");
+    setenv("WEIGHTLESS_ISA", all.back().c_str(), 1);
+    check(std::string(wl::active_isa()) == "scalar", "WEIGHTLESS_ISA is read once, not on every call");
+    set_isa_environment("");
     check(wl::active_isa() == expected, "an empty WEIGHTLESS_ISA means the default");
+    set_isa_environment(nullptr);
     set_isa(nullptr);
 }
 
@@ -347,7 +360,11 @@ void test_bad_isa() {
     std::vector<float> book(16, 1.0f), out(5000);
     std::vector<int32_t> codes(5000);
     for (const char* bad : {"bogus", "sse4", "sse2"}) {
-        set_isa(bad);
+        std::string set_msg = invalid_argument_message([&] { wl::set_isa(bad); });
+        check(set_msg.find(bad) != std::string::npos && set_msg.find("scalar") != std::string::npos,
+              std::string("set_isa(") + bad + ") names the value and the supported ones: " + set_msg);
+        check(wl::active_isa() == wl::supported_isas().back(), "a refused set_isa changes nothing");
+        set_isa_environment(bad);
         std::string msg = invalid_argument_message([] { wl::active_isa(); });
         check(msg.find(bad) != std::string::npos && msg.find("scalar") != std::string::npos,
               std::string("WEIGHTLESS_ISA=") + bad + " names the value and the supported ones: " + msg);
@@ -357,6 +374,7 @@ void test_bad_isa() {
               std::string("count_decoded rejects WEIGHTLESS_ISA=") + bad);
         check(!invalid_argument_message([&] { wl::decode_range(f, 0, 5000, codes.data()); }).empty(),
               std::string("decode_range rejects WEIGHTLESS_ISA=") + bad);
+        set_isa_environment(nullptr);
     }
     // Known, but not for this machine.
 #if defined(__aarch64__)
@@ -364,13 +382,14 @@ void test_bad_isa() {
 #else
     const char* foreign = "neon";
 #endif
-    set_isa(foreign);
+    set_isa_environment(foreign);
     std::string msg = invalid_argument_message([] { wl::active_isa(); });
     check(msg.find(foreign) != std::string::npos && msg.find("not supported") != std::string::npos,
           std::string("WEIGHTLESS_ISA=") + foreign + " is not supported here: " + msg);
     set_isa(nullptr);
     check(invalid_argument_message([&] { wl::decode_weights(f, 0, 5000, book.data(), 16, out.data(), 2); }).empty(),
-          "decoding works again once WEIGHTLESS_ISA is unset");
+          "decoding works again once set_isa chooses");
+    set_isa_environment(nullptr);
 }
 
 }  // namespace

@@ -111,6 +111,13 @@ def space_bound(n):
     return 1.04 if n >= 10_000 else 1.05 if n >= 1000 else 1.10
 
 
+def test_fuse_only_options_choose_the_fuse_layout():
+    keys, values = make_keys(5000, "random"), make_values(5000, 4)
+    assert BloomierFilter(keys, values, value_bits=4, cell_bits=8).layout == "chunked"
+    assert BloomierFilter(keys, values, value_bits=4, cell_bits=8, piece_keys=1000).layout == "fuse"
+    assert BloomierFilter(keys, values, value_bits=4, cell_bits=8, block_keys=64).layout == "fuse"
+
+
 def test_empty_filter_is_at_most_32_bytes():
     assert EMPTY_BYTES <= 32
     for t in (1, 8, 32):
@@ -297,8 +304,8 @@ def test_absurd_sizes_are_refused_before_allocating():
         (dict(keys=[1, 2, 3], values=[0, 1, 2], arity=5), "arity must be 3 or 4"),
         (dict(keys=[1, 2, 3], values=[0, 1, 2], threads=0), "threads must be at least 1"),
         (dict(keys=[1, 2, 3], values=[0, 1, 2], block_keys=63, layout="fuse"), "block_keys must be at least 64"),
-        (dict(keys=[1, 2, 3], values=[0, 1, 2], block_keys=64), "apply to layout='fuse'"),
-        (dict(keys=[1, 2, 3], values=[0, 1, 2], piece_keys=64), "apply to layout='fuse'"),
+        (dict(keys=[1, 2, 3], values=[0, 1, 2], block_keys=64, layout="chunked"), "apply to layout='fuse'"),
+        (dict(keys=[1, 2, 3], values=[0, 1, 2], piece_keys=64, layout="chunked"), "apply to layout='fuse'"),
         (dict(keys=[1, 2, 3], values=[0, 1, 2], chunk_keys=64, layout="fuse"), "applies to layout='chunked'"),
         (dict(keys=[1, 2, 3], values=[0, 1, 2], chunk_keys=0), r"chunk_keys must be in \[1, 32768\]"),
         (dict(keys=[1, 2, 3], values=[0, 1, 2], chunk_keys=32769), r"chunk_keys must be in"),

@@ -65,9 +65,10 @@ class BloomierFilter:
     seed : int, the build is a deterministic function of keys, values, options and seed
     arity : 4 (default) or 3 cells per key. Chunked layout: 4 needs ~1.035 cells per key, 3 ~1.11;
         fuse layout: 3 needs ~1.13 at 1M keys (much more for small n), 4 ~1.08
-    layout : "chunked" (default; format version 3): chunks of ~chunk_keys consecutive keys, each
-        solved by Gaussian elimination over GF(2); or "fuse" (format version 2): binary fuse
-        pieces built by peeling, about 2x faster to build and larger (docs/RETRIEVAL.md)
+    layout : "chunked" (format version 3): chunks of ~chunk_keys consecutive keys, each solved by
+        Gaussian elimination over GF(2); or "fuse" (format version 2): binary fuse pieces built by
+        peeling, about 2x faster to build and larger (docs/RETRIEVAL.md). Default: "fuse" if
+        piece_keys or block_keys is given, else "chunked"
     chunk_keys : chunked layout: keys per chunk (default: the measured default, 1024; at most 32768)
     piece_keys : fuse layout: keys per independently built piece (default: the measured default)
     block_keys : fuse layout: keys per block, the stretch of keys whose cells share one slice of the
@@ -92,9 +93,11 @@ class BloomierFilter:
         piece_keys: Optional[int] = None,
         block_keys: Optional[int] = None,
         threads: Optional[int] = None,
-        layout: str = "chunked",
+        layout: Optional[str] = None,
         chunk_keys: Optional[int] = None,
     ) -> None:
+        if layout is None:  # piece_keys or block_keys ask for the fuse layout, which has pieces and blocks
+            layout = "fuse" if piece_keys is not None or block_keys is not None else "chunked"
         if layout not in _LAYOUTS:
             raise ValueError(f"layout must be 'chunked' or 'fuse', got {layout!r}")
         if layout == "chunked" and (piece_keys is not None or block_keys is not None):

@@ -171,23 +171,32 @@ Filter deserialize_v3(const uint8_t* data, size_t size) {
         malformed("truncated: " + std::to_string(f.num_keys) + " keys do not fit in " + std::to_string(size) + " bytes");
     BitReader r{data + kV3HeaderSize, data + size - kChecksumSize};
     f.chunks.resize(C);
-    uint64_t total = 0;
+    uint64_t total = 0, any_boundary = 0, max_delta = 0;
+    uint32_t max_attempt = 0;
     for (uint64_t i = 0; i < C; ++i) {
         Chunk& c = f.chunks[i];
         if (i > 0) {
             uint64_t delta = r.get(delta_bits);
+            max_delta = std::max(max_delta, delta);
             uint64_t prev = f.chunks[i - 1].first_key;
             if (delta == 0 || delta > ((~uint64_t(0) - prev) >> shift)) malformed("chunk boundaries are not increasing");
             c.first_key = prev + (delta << shift);
+            any_boundary |= c.first_key;
         }
         c.attempt = uint32_t(r.get(attempt_bits));
         if (c.attempt >= kMaxChunkAttempts) malformed("chunk attempt out of range");
+        max_attempt = std::max(max_attempt, c.attempt);
         c.num_keys = uint32_t((unsigned __int128)f.num_keys * (i + 1) / C - (unsigned __int128)f.num_keys * i / C);
         c.num_cells = chunk_num_cells(c.num_keys, f.arity, c.attempt);
         c.hash_seed = chunk_hash_seed(f.seed, i, c.attempt);
         c.cell_offset = total;
         total += c.num_cells;
     }
+    // One encoding per filter: the shift is the boundaries' common power of two and the widths
+    // are those of the largest delta and attempt, as the writer chooses them.
+    if ((C > 1 && ((any_boundary >> shift) & 1) == 0) || bit_width(max_delta) != delta_bits ||
+        bit_width(max_attempt) != attempt_bits)
+        malformed("chunk directory widths are not the smallest (non-canonical encoding)");
     const uint64_t directory_bits = C > 0 ? (C - 1) * uint64_t(delta_bits) + C * attempt_bits : 0;
     const size_t expected = kV3HeaderSize + size_t((directory_bits + total * f.cell_bits + 7) / 8) + kChecksumSize;
     if (size != expected)

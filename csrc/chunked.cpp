@@ -136,42 +136,44 @@ public:
             }
         }
 
-        // The dense system over the active cells: insert rows one by one, reducing each by the
-        // pivots of its lowest set bits.
+        // The dense system over the active cells, by forward elimination column by column: the
+        // rows below the pivot that hold the column take the pivot row, without branches (a
+        // mask), and only from the pivot's word on (the rows below are zero before it).
         const uint32_t A = uint32_t(active_.size());
-        const uint32_t aw = (A + 63) / 64;  // words that hold active bits (rows keep stride aw_)
-        pivot_.assign(A, UINT32_MAX);
-        prow_.resize(size_t(A) * aw_);
-        pval_.resize(A);
-        row_.resize(aw_);
-        for (uint32_t e : dense_) {
-            std::memcpy(row_.data(), &bits_[size_t(e) * aw_], aw * sizeof(uint64_t));
-            uint32_t val = value_[e];
-            uint32_t w0 = 0;
-            for (;;) {
-                while (w0 < aw && row_[w0] == 0) ++w0;
-                if (w0 == aw) {
-                    if (val != 0) return false;  // 0 = val: inconsistent
-                    break;                       // a redundant equation
-                }
-                uint32_t c = w0 * 64 + uint32_t(__builtin_ctzll(row_[w0]));
-                if (pivot_[c] == UINT32_MAX) {
-                    pivot_[c] = c;
-                    std::memcpy(&prow_[size_t(c) * aw_], row_.data(), aw * sizeof(uint64_t));
-                    pval_[c] = val;
-                    break;
-                }
-                const uint64_t* p = &prow_[size_t(c) * aw_];
-                for (uint32_t w = w0; w < aw; ++w) row_[w] ^= p[w];
-                val ^= pval_[c];
+        const uint32_t aw = (A + 63) / 64;  // words that hold active bits
+        const uint32_t D = uint32_t(dense_.size());
+        prow_.resize(size_t(D) * aw + 1);
+        pval_.resize(D);
+        pivot_.resize(D);
+        for (uint32_t r = 0; r < D; ++r) {
+            std::memcpy(&prow_[size_t(r) * aw], &bits_[size_t(dense_[r]) * aw_], aw * sizeof(uint64_t));
+            pval_[r] = value_[dense_[r]];
+        }
+        uint32_t rank = 0;
+        for (uint32_t c = 0; c < A && rank < D; ++c) {
+            const uint32_t w = c / 64, b = c % 64;
+            uint32_t p = rank;
+            while (p < D && !((prow_[size_t(p) * aw + w] >> b) & 1)) ++p;
+            if (p == D) continue;  // a free column: its cell is 0
+            if (p != rank) {
+                for (uint32_t i = w; i < aw; ++i) std::swap(prow_[size_t(p) * aw + i], prow_[size_t(rank) * aw + i]);
+                std::swap(pval_[p], pval_[rank]);
             }
+            const uint64_t* pr = &prow_[size_t(rank) * aw];
+            const uint32_t pv = pval_[rank];
+            for (uint32_t r = rank + 1; r < D; ++r) {
+                uint64_t* row = &prow_[size_t(r) * aw];
+                const uint64_t take = uint64_t(0) - ((row[w] >> b) & 1);
+                for (uint32_t i = w; i < aw; ++i) row[i] ^= pr[i] & take;
+                pval_[r] ^= pv & uint32_t(take);
+            }
+            pivot_[rank++] = c;
         }
-        // Back substitution, highest pivot first: a pivot row's other bits lie above its pivot.
+        for (uint32_t r = rank; r < D; ++r)  // rows left all zero: consistent only if 0 = 0
+            if (pval_[r] != 0) return false;
+        // Back substitution, last pivot first: a pivot row's other bits lie above its pivot.
         x_.assign(A, 0);
-        for (uint32_t c = A; c-- > 0;) {
-            if (pivot_[c] == UINT32_MAX) continue;  // a free active cell: 0
-            x_[c] = pval_[c] ^ parity(&prow_[size_t(c) * aw_], c);
-        }
+        for (uint32_t r = rank; r-- > 0;) x_[pivot_[r]] = pval_[r] ^ parity(&prow_[size_t(r) * aw], pivot_[r]);
         std::fill(table, table + m, 0u);
         for (uint32_t a = 0; a < A; ++a) table[active_[a]] = x_[a];
         // Solved cells in the order they were solved, each from its original equation: its other
@@ -202,7 +204,7 @@ private:
     // XOR of x_[a] over the set bits a of row above bit `skip`.
     uint32_t parity(const uint64_t* row, uint32_t skip) const {
         uint32_t acc = 0;
-        for (uint32_t w = skip / 64; w < (x_.size() + 63) / 64; ++w) {
+        for (uint32_t w = skip / 64; w < (x_.size() + 63) / 64; ++w) {  // row holds the words from 0 on
             uint64_t bits = row[w];
             while (bits) {
                 uint32_t a = w * 64 + uint32_t(__builtin_ctzll(bits));
@@ -221,36 +223,33 @@ private:
     std::vector<uint32_t> pivot_, pval_, x_;
 };
 
-// LSD radix sort of (key, value) pairs by key, 11 bits a pass; passes whose digit is the same
-// for every key are skipped (small positions share their high bits).
+// Sorts (key, value) pairs by key: one pass scatters them into 2^16 buckets by the top 16 bits
+// of key - min that vary, then each bucket (a few dozen pairs for random keys) is sorted in
+// cache. Two passes over the data instead of an LSD radix sort's six.
 void sort_pairs(std::vector<uint64_t>& keys, std::vector<uint32_t>& values) {
     const size_t n = keys.size();
-    std::vector<uint64_t> k2(n);
-    std::vector<uint32_t> v2(n);
-    uint64_t all_or = 0, all_and = ~uint64_t(0);
-    for (uint64_t k : keys) {
-        all_or |= k;
-        all_and &= k;
-    }
-    const uint64_t varying = all_or ^ all_and;
-    std::vector<size_t> count(2048);
-    for (unsigned shift = 0; shift < 64; shift += 11) {
-        if (((varying >> shift) & 2047) == 0) continue;
-        std::fill(count.begin(), count.end(), 0);
-        for (uint64_t k : keys) ++count[(k >> shift) & 2047];
-        size_t total = 0;
-        for (size_t& c : count) {
-            size_t t = c;
-            c = total;
-            total += t;
-        }
-        for (size_t i = 0; i < n; ++i) {
-            size_t at = count[(keys[i] >> shift) & 2047]++;
-            k2[at] = keys[i];
-            v2[at] = values[i];
-        }
-        keys.swap(k2);
-        values.swap(v2);
+    if (n < 2) return;
+    const auto [lo, hi] = std::minmax_element(keys.begin(), keys.end());
+    const uint64_t min = *lo, range = *hi - *lo;
+    const unsigned bits = range == 0 ? 0 : 64 - unsigned(__builtin_clzll(range));
+    const unsigned bucket_bits = std::min(bits, 16u), shift = bits - bucket_bits;
+    std::vector<uint32_t> start((size_t(1) << bucket_bits) + 1, 0);
+    for (uint64_t k : keys) ++start[((k - min) >> shift) + 1];
+    for (size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+    struct Pair {
+        uint64_t key;
+        uint32_t value;
+    };
+    std::vector<Pair> pairs(n);
+    std::vector<uint32_t> fill(start.begin(), start.end() - 1);
+    for (size_t i = 0; i < n; ++i) pairs[fill[(keys[i] - min) >> shift]++] = {keys[i], values[i]};
+    for (size_t b = 0; b + 1 < start.size(); ++b)
+        if (start[b + 1] - start[b] > 1)
+            std::sort(pairs.begin() + start[b], pairs.begin() + start[b + 1],
+                      [](const Pair& x, const Pair& y) { return x.key < y.key; });
+    for (size_t i = 0; i < n; ++i) {
+        keys[i] = pairs[i].key;
+        values[i] = pairs[i].value;
     }
 }
 

@@ -219,7 +219,7 @@ private:
     std::vector<uint16_t> cell_;
     std::vector<uint8_t> idle_, original_, weight_, done_, state_;
     std::vector<uint32_t> value_, degree_, start_, occ_, fill_, order_, active_, solved_, solved_cell_, dense_, stack_;
-    std::vector<uint64_t> bits_, prow_, row_;
+    std::vector<uint64_t> bits_, prow_;
     std::vector<uint32_t> pivot_, pval_, x_;
 };
 

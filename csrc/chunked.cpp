@@ -7,8 +7,8 @@
 // that cell and is XORed out of the other equations holding it; with none left, some idle cell
 // (the one in most equations) becomes active. Equations with no idle cells form a dense system
 // over the active cells only (~15% of the cells at 1.03 cells per key, measured), solved by
-// ordinary elimination on short bit rows. Each solved cell then follows from its equation,
-// which by then holds only active cells.
+// forward elimination on short bit rows. Each solved cell then follows, in the order solved,
+// from its original equation, whose other cells are active or were solved before it.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -25,8 +25,8 @@ namespace wl {
 uint32_t chunk_num_cells(uint32_t k, uint32_t arity, uint32_t attempt) {
     if (k == 0) return 0;
     // Measured (docs/RETRIEVAL.md): with 4 cells per key, k + 3% + 2 cells solve a 1024-key chunk
-    // on ~80% of seeds, a 100-key chunk on ~50%; 3 cells per key need ~11% more than k. Every
-    // 4 failed seeds add ~3%.
+    // with the first seed ~87% of the time, a 100-key chunk ~50%; 3 cells per key need ~11% more
+    // than k. Every 4 failed seeds add ~3%.
     const uint32_t slack = arity == 4 ? (k * 31 + 1023) / 1024 + 2 : (k * 113 + 1023) / 1024 + 3;
     return k + slack + (attempt / 4) * (k / 32 + 1);
 }

@@ -257,5 +257,6 @@ class BloomierFilter:
     def __repr__(self) -> str:
         return (
             f"BloomierFilter(keys={len(self)}, value_bits={self.value_bits}, cell_bits={self.cell_bits}, "
-            f"arity={self.arity}, pieces={self.num_pieces}, nbytes={self.nbytes})"
+            f"arity={self.arity}, layout={self.layout!r}, "
+            f"{'chunks' if self.layout == 'chunked' else 'pieces'}={self.num_pieces}, nbytes={self.nbytes})"
         )

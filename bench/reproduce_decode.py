@@ -6,8 +6,7 @@ weights pruned to that density with `weightless.encode_layer` (16 clusters for t
 for VGG-16, `--cell-bits` bits per cell, 12 by default) and reports, per layer:
 
 * `layer.decode(threads=N)` time, best of R repeats, for every instruction set in
-  `weightless._core.supported_isas()` (chosen with the WEIGHTLESS_ISA environment variable, which
-  the core reads on every call) and for N = 1 and N = os.cpu_count(); beside it the paper's
+  `weightless._core.supported_isas()` (chosen with `weightless._core.set_isa`) and for N = 1 and N = os.cpu_count(); beside it the paper's
   i7-6700K and Cortex-A53 times and our speed-up over the paper's i7;
 * the physical floor: the time numpy needs to allocate and write an output of the same size
   (`np.full(size, 1.0, dtype=np.float32)`);
@@ -84,6 +83,8 @@ def parse_filter(data: bytes) -> dict:
     if data[:4] != b"WLBF":
         raise ValueError("bad magic")
     version, k, r, t = struct.unpack_from("<HBBB", data, 4)
+    if version == 3:
+        return parse_filter_v3(data)
     if version not in (1, 2):
         raise ValueError(f"unsupported version {version}")
     (num_pieces,) = struct.unpack_from("<I", data, 12)
@@ -110,11 +111,49 @@ def parse_filter(data: bytes) -> dict:
     return dict(k=k, r=r, t=t, n=num_keys, pieces=pieces, cells=unpack_cells(area, start, t))
 
 
-def unpack_cells(area: np.ndarray, count: int, t: int) -> np.ndarray:
-    """The `count` t-bit cells of a bit-packed area (LSB first), as uint32."""
+def _splitmix64(z: int) -> int:
+    m = 2**64 - 1
+    z = (z + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+def parse_filter_v3(data: bytes) -> dict:
+    """Version 3, the chunked layout (docs/FORMAT.md): chunks as 'pieces' with m cells each."""
+    k, r, t, shift, w, a = data[6:12]
+    (K,) = struct.unpack_from("<H", data, 12)
+    n = int.from_bytes(data[14:20], "little")
+    (seed,) = struct.unpack_from("<Q", data, 20)
+    if zlib.crc32(data[:-4]) != struct.unpack_from("<I", data, len(data) - 4)[0]:
+        raise ValueError("CRC-32 mismatch")
+    C = -(-n // K)
+    directory_bits = (C - 1) * w + C * a if C else 0
+    stream = int.from_bytes(data[28 : 28 + (directory_bits + 7) // 8], "little")
+    pieces, at, b, start = [], 0, 0, 0
+    for i in range(C):
+        if i:
+            b += ((stream >> at) & ((1 << w) - 1)) << shift
+            at += w
+        attempt = (stream >> at) & ((1 << a) - 1)
+        at += a
+        keys = n * (i + 1) // C - n * i // C
+        slack = (keys * 31 + 1023) // 1024 + 2 if k == 4 else (keys * 113 + 1023) // 1024 + 3
+        m = keys + slack + (attempt // 4) * (keys // 32 + 1)
+        pieces.append(dict(first_key=b, seed=_splitmix64(seed ^ _splitmix64((i << 4) | attempt)), m=m, start=start,
+                           chunked=True))
+        start += m
+    if not pieces:  # no keys: every key reads its mask under the filter's seed
+        pieces.append(dict(first_key=0, seed=seed, m=0, start=0, chunked=True))
+    area = np.frombuffer(data, dtype=np.uint8, offset=28, count=len(data) - 4 - 28)
+    return dict(k=k, r=r, t=t, n=n, pieces=pieces, cells=unpack_cells(area, start, t, first_bit=directory_bits))
+
+
+def unpack_cells(area: np.ndarray, count: int, t: int, first_bit: int = 0) -> np.ndarray:
+    """The `count` t-bit cells of a bit-packed area (LSB first) from bit `first_bit` on, as uint32."""
     padded = np.zeros(area.size + 8, dtype=np.uint64)
     padded[: area.size] = area
-    bit = np.arange(count, dtype=np.uint64) * np.uint64(t)
+    bit = np.arange(count, dtype=np.uint64) * np.uint64(t) + np.uint64(first_bit)
     byte = (bit >> np.uint64(3)).astype(np.int64)
     word = np.zeros(count, dtype=np.uint64)
     for i in range(5):  # t <= 32 bits starting at bit offset <= 7: at most 5 bytes
@@ -140,6 +179,14 @@ def query_piece(f: dict, piece: dict, keys: np.ndarray) -> np.ndarray:
     y ^= fmix32(x)
     x ^= fmix32(y)
     word = fmix32(x + y) & np.uint32((1 << f["t"]) - 1)
+    if piece.get("chunked"):
+        m = piece["m"]
+        if m:
+            table = f["cells"][piece["start"] :]
+            halves = [x & np.uint32(0xFFFF), x >> np.uint32(16), y & np.uint32(0xFFFF), y >> np.uint32(16)]
+            for half in halves[: f["k"]]:
+                word ^= table[(half * np.uint32(m)) >> np.uint32(16)]
+        return word
     S, L = piece["S"], piece["L"]
     if S:
         table = f["cells"][piece["start"] :]
@@ -198,7 +245,7 @@ def make_layer(case: Case, cell_bits: int, seed: int = 0):
 
 
 def decode_with(isa: str, layer, threads: int) -> np.ndarray:
-    os.environ["WEIGHTLESS_ISA"] = isa
+    _core.set_isa(isa)
     return layer.decode(threads=threads)
 
 
@@ -220,7 +267,7 @@ def run_case(case: Case, args, isas: list[str], thread_counts: list[int]) -> dic
                 raise AssertionError(f"{case.name}: decode with {isa}, {threads} threads differs")
             seconds = best_of(lambda: decode_with(isa, layer, threads), repeats)
             timings.append(dict(isa=isa, threads=threads, seconds=seconds))
-    os.environ.pop("WEIGHTLESS_ISA", None)
+    _core.set_isa(None)
 
     floor_s = best_of(lambda: np.full(size, 1.0, dtype=np.float32), repeats)
 

@@ -48,9 +48,11 @@ def test_build_fuse8(benchmark, data):
     _record(benchmark, n, peer.bits_per_key())
 
 
-# fuse8 builds on one thread; weightless defaults to all cores, so show both.
+# fuse8 builds on one thread; weightless defaults to all cores, so show both. The chunked
+# layout (format v3, the default) and the fuse layout (format v2, arity 3 as v2's default).
+@pytest.mark.parametrize("layout", ["chunked", "fuse"])
 @pytest.mark.parametrize("threads", [1, None], ids=["1thread", "allcores"])
-def test_build_weightless(benchmark, data, threads):
+def test_build_weightless(benchmark, data, threads, layout):
     import weightless  # not importorskip: a broken build should fail, not skip
 
     n, keys, values = data
@@ -58,7 +60,8 @@ def test_build_weightless(benchmark, data, threads):
     f = benchmark.pedantic(
         weightless.BloomierFilter,
         args=(keys, values),
-        kwargs=dict(value_bits=VALUE_BITS, cell_bits=CELL_BITS, seed=0, threads=threads),
+        kwargs=dict(value_bits=VALUE_BITS, cell_bits=CELL_BITS, seed=0, threads=threads, layout=layout,
+                    arity=4 if layout == "chunked" else 3),
         **PEDANTIC,
     )
     assert np.array_equal(f.lookup(keys[:1000]), values[:1000])

@@ -14,7 +14,7 @@ using KeyArray = py::array_t<uint64_t, py::array::c_style>;
 
 wl::Filter build(KeyArray keys, py::array_t<uint32_t, py::array::c_style> values, uint32_t value_bits,
                  uint32_t cell_bits, uint64_t seed, uint32_t arity, uint64_t piece_keys, uint64_t block_keys,
-                 unsigned threads) {
+                 unsigned threads, uint32_t format_version, uint64_t chunk_keys) {
     if (keys.ndim() != 1 || values.ndim() != 1) throw std::invalid_argument("keys and values must be 1-D arrays");
     if (keys.shape(0) != values.shape(0))
         throw std::invalid_argument("keys and values differ in length: " + std::to_string(keys.shape(0)) + " vs " +
@@ -27,6 +27,8 @@ wl::Filter build(KeyArray keys, py::array_t<uint32_t, py::array::c_style> values
     options.piece_keys = piece_keys;
     options.block_keys = block_keys;
     options.threads = threads;
+    options.format_version = format_version;
+    options.chunk_keys = chunk_keys;
     py::gil_scoped_release release;
     return wl::build_filter(keys.data(), values.data(), size_t(keys.shape(0)), options);
 }
@@ -47,13 +49,15 @@ py::array_t<Out> map_keys(const wl::Filter& f, KeyArray keys, Fn fn) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "weightless C++ core: Bloomier filter construction, queries and serialization";
     m.attr("FORMAT_VERSION") = wl::kFormatVersion;
+    m.attr("FUSE_FORMAT_VERSION") = wl::kFuseFormatVersion;
+    m.attr("DEFAULT_CHUNK_KEYS") = wl::kDefaultChunkKeys;
     m.attr("DEFAULT_PIECE_KEYS") = wl::kDefaultPieceKeys;
     m.attr("DEFAULT_BLOCK_KEYS") = wl::kDefaultBlockKeys;
 
     py::class_<wl::Filter>(m, "Filter")
         .def_static("build", &build, py::arg("keys"), py::arg("values"), py::arg("value_bits"), py::arg("cell_bits"),
                     py::arg("seed"), py::arg("arity"), py::arg("piece_keys"), py::arg("block_keys"),
-                    py::arg("threads"))
+                    py::arg("threads"), py::arg("format_version") = wl::kFormatVersion, py::arg("chunk_keys") = 0)
         .def("query_raw",
              [](const wl::Filter& f, KeyArray keys) { return map_keys<uint32_t>(f, keys, wl::query_raw); })
         .def("query_values",
@@ -119,9 +123,12 @@ PYBIND11_MODULE(_core, m) {
                     })
         .def_property_readonly("nbytes", [](const wl::Filter& f) { return wl::serialized_size(f); })
         .def_property_readonly("num_cells", [](const wl::Filter& f) { return f.cells.size(); })
-        .def_property_readonly("num_pieces", [](const wl::Filter& f) { return f.pieces.size(); })
+        .def_property_readonly("version", [](const wl::Filter& f) { return f.version; })
+        .def_property_readonly("num_chunks", [](const wl::Filter& f) { return f.chunks.size(); })
+        .def_property_readonly("num_pieces", [](const wl::Filter& f) { return f.version == 3 ? f.chunks.size() : f.pieces.size(); })
         .def_property_readonly("num_blocks",
                                [](const wl::Filter& f) {
+                                   if (f.version == 3) return uint64_t(f.chunks.size());
                                    uint64_t blocks = 0;
                                    for (const wl::Piece& p : f.pieces) blocks += p.num_blocks();
                                    return blocks;
@@ -132,10 +139,19 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("arity", [](const wl::Filter& f) { return f.arity; })
         .def_property_readonly("seed", [](const wl::Filter& f) { return f.seed; });
 
-    // The decoders' instruction set (weightless.h): WEIGHTLESS_ISA is read on every call.
+    // The decoders' instruction set (weightless.h): set_isa, else WEIGHTLESS_ISA read once.
     m.def("active_isa", [] { return std::string(wl::active_isa()); },
-          "The instruction set the decoders use now: WEIGHTLESS_ISA if set, else the fastest supported one. "
-          "ValueError if WEIGHTLESS_ISA names an unknown or unsupported one.");
+          "The instruction set the decoders use now: the last set_isa, else WEIGHTLESS_ISA (read once, at the "
+          "first decode), else the fastest supported one. ValueError if WEIGHTLESS_ISA names an unknown or "
+          "unsupported one and set_isa was not called.");
+    m.def("set_isa",
+          [](py::object name) {
+              std::string s = name.is_none() ? std::string() : py::cast<std::string>(name);
+              return std::string(wl::set_isa(s.c_str()));
+          },
+          py::arg("name"),
+          "Use the named instruction set ('scalar', 'avx2', 'avx512', 'neon'; None or '' for the fastest) from now "
+          "on; returns the name now active. ValueError for one this build or CPU cannot run.");
     m.def("supported_isas", &wl::supported_isas,
           "The instruction sets this build runs on this CPU, 'scalar' first, the default last.");
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "chunked.h"
 #include "hash.h"
 #include "weightless.h"
 
@@ -53,6 +54,12 @@ void check_options(const BuildOptions& o) {
                                     ", 32], got " + std::to_string(o.cell_bits));
     if (o.arity != 3 && o.arity != 4)
         throw std::invalid_argument("arity must be 3 or 4, got " + std::to_string(o.arity));
+    if (o.format_version != kFormatVersion && o.format_version != kFuseFormatVersion)
+        throw std::invalid_argument("format_version must be 3 (chunked) or 2 (fuse), got " +
+                                    std::to_string(o.format_version));
+    if (o.chunk_keys > kMaxChunkKeys)
+        throw std::invalid_argument("chunk_keys must be 0 (the default) or in [1, 32768], got " +
+                                    std::to_string(o.chunk_keys));
     if (o.piece_keys > kMaxPieceKeys)
         throw std::invalid_argument("piece_keys must be at most 2^28, got " + std::to_string(o.piece_keys));
     if (o.block_keys != 0 && o.block_keys < kMinBlockKeys)
@@ -470,6 +477,8 @@ Filter build_filter(const uint64_t* keys, const uint32_t* values, size_t n, cons
             throw std::invalid_argument("value " + std::to_string(values[i]) + " at index " + std::to_string(i) +
                                         " does not fit in value_bits = " + std::to_string(options.value_bits));
 
+    if (options.format_version == kFormatVersion) return detail::build_chunked(keys, values, n, options);
+
     std::vector<uint64_t> keys_copy;
     std::vector<uint32_t> values_copy;
     std::vector<PieceJob> jobs = partition(keys, values, n, options, keys_copy, values_copy);
@@ -498,6 +507,7 @@ Filter build_filter(const uint64_t* keys, const uint32_t* values, size_t n, cons
         if (e) std::rethrow_exception(e);  // the lowest piece's error, whatever the thread count
 
     Filter f;
+    f.version = kFuseFormatVersion;
     f.value_bits = options.value_bits;
     f.cell_bits = options.cell_bits;
     f.arity = options.arity;

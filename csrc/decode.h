@@ -16,11 +16,13 @@
 namespace wl {
 namespace detail {
 
-// Keys key_hi * 2^32 + key_lo + i for i in [0, count): inside one block of one piece, and
+// Keys key_hi * 2^32 + key_lo + i for i in [0, count): inside one block of one piece (or one
+// chunk), and
 // key_lo + count <= 2^32.
 struct Run {
-    const uint32_t* table;    // the piece's cells; unused when num_cells == 0 (word = mask)
-    uint64_t num_cells;       // cells in the piece's table, 0 for an empty piece
+    bool chunked;             // the chunked layout (version 3): cells = chunk_cells(h, num_cells)
+    const uint32_t* table;    // the piece's (chunk's) cells; unused when num_cells == 0 (word = mask)
+    uint64_t num_cells;       // cells in the piece's (chunk's) table, 0 for an empty piece
     const void* cells;        // the same cells, possibly narrower (RunCells): what kernels read
     unsigned cell_bytes;      // 1, 2 or 4
     FirstCells first;         // the block's slice of first cells
@@ -40,7 +42,10 @@ inline uint32_t run_word(const Run& run, uint32_t lo) {
     uint32_t w = key_mask(h, run.cell_mask);
     if (run.num_cells == 0) return w;
     uint32_t cells[4] = {};
-    key_cells(h, first_cell(h, run.first), run.geometry, run.arity, cells);
+    if (run.chunked)
+        chunk_cells(h, uint32_t(run.num_cells), cells);
+    else
+        key_cells(h, first_cell(h, run.first), run.geometry, run.arity, cells);
     for (uint32_t j = 0; j < run.arity; ++j) w ^= run.table[cells[j]];
     return w;
 }
@@ -97,10 +102,13 @@ const Kernels* avx2_kernels();    // decode_avx2.cpp: x86-64 only
 const Kernels* avx512_kernels();  // decode_avx512.cpp: x86-64 only
 const Kernels* neon_kernels();  // decode_neon.cpp: AArch64 only
 
-// The kernels the decoders use now: WEIGHTLESS_ISA if set (read on every call), else the best
-// supported ISA. nullptr means the scalar reference in query.cpp. Throws std::invalid_argument
+// The kernels the decoders use now (set_isa, else WEIGHTLESS_ISA read once, else the best
+// supported ISA). nullptr means the scalar reference in query.cpp. Throws std::invalid_argument
 // for an unknown or unsupported WEIGHTLESS_ISA.
 const Kernels* active_kernels();
+
+// Forgets the selection, so that the next decode call reads WEIGHTLESS_ISA again (tests only).
+void reread_isa_environment();
 
 }  // namespace detail
 }  // namespace wl

@@ -1,4 +1,5 @@
-// AVX2 kernels (decode.h): 8 keys per step in u32 lanes, table reads by gather. Only the
+// AVX2 kernels (decode.h): 8 keys per step in u32 lanes, table reads by gather. The kernel is
+// the shared one (decode_x86_kernel.h); this file gives its vector type and the sinks. Only the
 // functions in this file are compiled for AVX2 (target attribute); dispatch.cpp calls them only
 // on a CPU that has it.
 //
@@ -16,14 +17,6 @@
 namespace wl {
 namespace detail {
 namespace {
-
-WL_AVX2 inline __m256i fmix(__m256i h) {
-    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-    h = _mm256_mullo_epi32(h, _mm256_set1_epi32(int(0x85EBCA6Bu)));
-    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
-    h = _mm256_mullo_epi32(h, _mm256_set1_epi32(int(0xC2B2AE35u)));
-    return _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-}
 
 // High 32 bits of a * b in each lane; b holds the same value in every lane.
 WL_AVX2 inline __m256i mulhi(__m256i a, __m256i b) {
@@ -55,7 +48,7 @@ struct WeightsSink {
         book[1] = _mm256_load_ps(padded + 8);
     }
 
-    WL_AVX2 void put8(uint64_t i, __m256i w) const {
+    WL_AVX2 void put(uint64_t i, __m256i w) const {
         __m256 v;
         if constexpr (Regs == 0) {
             // Lanes past the codebook are masked: not read, zero.
@@ -79,7 +72,7 @@ struct ValuesSink {
     uint32_t value_bits;
     int32_t* out;
 
-    WL_AVX2 void put8(uint64_t i, __m256i w) const {
+    WL_AVX2 void put(uint64_t i, __m256i w) const {
         __m256i absent = _mm256_cmpeq_epi32(_mm256_srl_epi32(w, _mm_cvtsi32_si128(int(value_bits))),
                                             _mm256_setzero_si256());
         absent = _mm256_xor_si256(absent, _mm256_set1_epi32(-1));
@@ -93,76 +86,45 @@ struct CountSink {
     __m256i lanes;  // per-lane counts: a run has at most 2^32 keys, so at most 2^29 per lane
     uint64_t tail;
 
-    WL_AVX2 void put8(uint64_t, __m256i w) { lanes = _mm256_sub_epi32(lanes, below(w, _mm256_set1_epi32(int(size)))); }
+    WL_AVX2 void put(uint64_t, __m256i w) { lanes = _mm256_sub_epi32(lanes, below(w, _mm256_set1_epi32(int(size)))); }
     void put1(uint64_t, uint32_t w) { tail += w < size; }
 };
 
-template <typename Sink>
-void scalar_run(const Run& run, Sink& sink) {
-    for (uint64_t i = 0; i < run.count; ++i) sink.put1(i, run_word(run, run.key_lo + uint32_t(i)));
-}
-
-// Cells Bytes wide (RunCells): a 4-byte gather at scale Bytes, masked to the cell.
-template <int Bytes>
-WL_AVX2 inline __m256i gather_cells(const void* cells, __m256i index) {
-    __m256i v = _mm256_i32gather_epi32(static_cast<const int*>(cells), index, Bytes);
-    if constexpr (Bytes == 4) return v;
-    return _mm256_and_si256(v, _mm256_set1_epi32(Bytes == 2 ? 0xFFFF : 0xFF));
-}
-
-// Arity 0: a piece without cells, word = mask.
-template <uint32_t Arity, int Bytes, typename Sink>
-WL_AVX2 void kernel(const Run& run, const void* table, Sink& sink) {
-    const __m256i seed_lo = _mm256_set1_epi32(int(run.seed_lo));
-    const __m256i y0 = _mm256_set1_epi32(int(run.key_hi ^ run.seed_hi));
-    const __m256i cell_mask = _mm256_set1_epi32(int(run.cell_mask));
-    const __m256i first_base = _mm256_set1_epi32(int(run.first.base));
-    const __m256i first_width = _mm256_set1_epi32(int(run.first.width));
-    const __m256i length = _mm256_set1_epi32(int(run.geometry.segment_length));
-    const __m256i length2 = _mm256_set1_epi32(int(2 * run.geometry.segment_length));
-    const __m256i length3 = _mm256_set1_epi32(int(3 * run.geometry.segment_length));
-    const __m256i offset_mask = _mm256_set1_epi32(int(run.geometry.offset_mask));
-    __m256i lo = _mm256_add_epi32(_mm256_set1_epi32(int(run.key_lo)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    const __m256i eight = _mm256_set1_epi32(8);
-    const uint64_t count = run.count;  // a local: the stores to out may alias run
-    uint64_t i = 0;
-    for (; i + 8 <= count; i += 8) {
-        __m256i x = _mm256_xor_si256(lo, seed_lo);
-        __m256i y = _mm256_xor_si256(y0, fmix(x));
-        x = _mm256_xor_si256(x, fmix(y));
-        __m256i w = _mm256_and_si256(fmix(_mm256_add_epi32(x, y)), cell_mask);
-        if constexpr (Arity != 0) {
-            __m256i h0 = _mm256_add_epi32(first_base, mulhi(x, first_width));
-            __m256i h1 = _mm256_xor_si256(_mm256_add_epi32(h0, length), _mm256_and_si256(y, offset_mask));
-            __m256i h2 = _mm256_xor_si256(_mm256_add_epi32(h0, length2),
-                                          _mm256_and_si256(_mm256_srli_epi32(y, 16), offset_mask));
-            w = _mm256_xor_si256(w, gather_cells<Bytes>(table, h0));
-            w = _mm256_xor_si256(w, gather_cells<Bytes>(table, h1));
-            w = _mm256_xor_si256(w, gather_cells<Bytes>(table, h2));
-            if constexpr (Arity == 4) {
-                __m256i h3 = _mm256_xor_si256(_mm256_add_epi32(h0, length3), _mm256_and_si256(x, offset_mask));
-                w = _mm256_xor_si256(w, gather_cells<Bytes>(table, h3));
-            }
-        }
-        sink.put8(i, w);
-        lo = _mm256_add_epi32(lo, eight);
+// The u32 vector of 8 lanes for the shared kernel (decode_x86_kernel.h).
+struct V {
+    using reg = __m256i;
+    static constexpr uint32_t kLanes = 8;
+    WL_AVX2 static reg set1(uint32_t v) { return _mm256_set1_epi32(int(v)); }
+    WL_AVX2 static reg iota(uint32_t base) { return _mm256_add_epi32(set1(base), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+    WL_AVX2 static reg add(reg a, reg b) { return _mm256_add_epi32(a, b); }
+    WL_AVX2 static reg xor_(reg a, reg b) { return _mm256_xor_si256(a, b); }
+    WL_AVX2 static reg and_(reg a, reg b) { return _mm256_and_si256(a, b); }
+    template <int N>
+    WL_AVX2 static reg srli(reg a) { return _mm256_srli_epi32(a, N); }
+    WL_AVX2 static reg mullo(reg a, reg b) { return _mm256_mullo_epi32(a, b); }
+    WL_AVX2 static reg mulhi(reg a, reg b) { return wl::detail::mulhi(a, b); }
+    // Cells Bytes wide (RunCells): a 4-byte gather at scale Bytes, masked to the cell.
+    template <int Bytes>
+    WL_AVX2 static reg gather(const void* cells, reg index) {
+        reg v = _mm256_i32gather_epi32(static_cast<const int*>(cells), index, Bytes);
+        if constexpr (Bytes == 4) return v;
+        return _mm256_and_si256(v, set1(Bytes == 2 ? 0xFFFF : 0xFF));
     }
-    for (; i < count; ++i) sink.put1(i, run_word(run, run.key_lo + uint32_t(i)));
-}
-
-template <typename Sink>
-WL_AVX2 void run_kernel(const Run& run, Sink& sink) {
-    if (run.num_cells == 0) return kernel<0, 4>(run, nullptr, sink);
-    if (run.num_cells > (uint64_t(1) << 31)) return scalar_run(run, sink);  // gather indices are signed 32-bit
-    switch (run.cell_bytes * 8 + run.arity) {
-        case 8 + 3: return kernel<3, 1>(run, run.cells, sink);
-        case 8 + 4: return kernel<4, 1>(run, run.cells, sink);
-        case 16 + 3: return kernel<3, 2>(run, run.cells, sink);
-        case 16 + 4: return kernel<4, 2>(run, run.cells, sink);
-        case 32 + 4: return kernel<4, 4>(run, run.cells, sink);
-        default: return kernel<3, 4>(run, run.cells, sink);
+    // (half * m) >> 16 for the four 16-bit halves of x and y: one 16-bit multiply-high each.
+    WL_AVX2 static void chunk_cells(reg x, reg y, reg m, reg h[4]) {
+        const reg m16 = _mm256_or_si256(m, _mm256_slli_epi32(m, 16));
+        const reg low = set1(0xFFFF);
+        reg cx = _mm256_mulhi_epu16(x, m16), cy = _mm256_mulhi_epu16(y, m16);
+        h[0] = and_(cx, low);
+        h[1] = srli<16>(cx);
+        h[2] = and_(cy, low);
+        h[3] = srli<16>(cy);
     }
-}
+};
+
+#define WL_TARGET WL_AVX2
+#include "decode_x86_kernel.h"
+#undef WL_TARGET
 
 template <int Regs>
 WL_AVX2 void weights_with(const Run& run, const float* codebook, uint32_t codebook_size, float* out) {

@@ -1,7 +1,8 @@
 // AVX-512 kernels (decode.h): 16 keys per step in u32 lanes, table reads by gather, the
 // codebook lookup by a permute of one or two registers (up to 32 clusters, the common case,
 // where AVX2 needs a fourth gather). Only the functions in this file are compiled for AVX-512F
-// (target attribute); dispatch.cpp calls them only on a CPU (and OS) that has it.
+// and AVX-512BW (target attribute; every AVX-512 CPU since Skylake-SP has both); dispatch.cpp calls them only on a CPU (and OS) that has it. The kernel is
+// the shared one (decode_x86_kernel.h); this file gives its vector type and the sinks.
 #include "decode.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -12,19 +13,11 @@
 #endif
 #include <immintrin.h>
 
-#define WL_AVX512 __attribute__((target("avx512f")))
+#define WL_AVX512 __attribute__((target("avx512f,avx512bw")))
 
 namespace wl {
 namespace detail {
 namespace {
-
-WL_AVX512 inline __m512i fmix(__m512i h) {
-    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
-    h = _mm512_mullo_epi32(h, _mm512_set1_epi32(int(0x85EBCA6Bu)));
-    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 13));
-    h = _mm512_mullo_epi32(h, _mm512_set1_epi32(int(0xC2B2AE35u)));
-    return _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
-}
 
 // High 32 bits of a * b in each lane; b holds the same value in every lane.
 WL_AVX512 inline __m512i mulhi(__m512i a, __m512i b) {
@@ -50,7 +43,7 @@ struct WeightsSink {
         book[1] = _mm512_load_ps(padded + 16);
     }
 
-    WL_AVX512 void put16(uint64_t i, __m512i w) const {
+    WL_AVX512 void put(uint64_t i, __m512i w) const {
         __mmask16 hit = _mm512_cmplt_epu32_mask(w, _mm512_set1_epi32(int(size)));
         __m512 v;
         if constexpr (Regs == 0)
@@ -69,7 +62,7 @@ struct ValuesSink {
     uint32_t value_bits;
     int32_t* out;
 
-    WL_AVX512 void put16(uint64_t i, __m512i w) const {
+    WL_AVX512 void put(uint64_t i, __m512i w) const {
         __m512i high = _mm512_srl_epi32(w, _mm_cvtsi32_si128(int(value_bits)));
         __mmask16 absent = _mm512_test_epi32_mask(high, high);
         _mm512_storeu_si512(out + i, _mm512_mask_mov_epi32(w, absent, _mm512_set1_epi32(-1)));
@@ -81,77 +74,50 @@ struct CountSink {
     uint32_t size;
     uint64_t count;
 
-    WL_AVX512 void put16(uint64_t, __m512i w) {
+    WL_AVX512 void put(uint64_t, __m512i w) {
         count += uint64_t(__builtin_popcount(_mm512_cmplt_epu32_mask(w, _mm512_set1_epi32(int(size)))));
     }
     void put1(uint64_t, uint32_t w) { count += w < size; }
 };
 
-// Cells Bytes wide (RunCells): a 4-byte gather at scale Bytes, masked to the cell.
-template <int Bytes>
-WL_AVX512 inline __m512i gather_cells(const void* cells, __m512i index) {
-    __m512i v = _mm512_i32gather_epi32(index, cells, Bytes);
-    if constexpr (Bytes == 4) return v;
-    return _mm512_and_si512(v, _mm512_set1_epi32(Bytes == 2 ? 0xFFFF : 0xFF));
-}
+// The u32 vector of 16 lanes for the shared kernel (decode_x86_kernel.h).
+struct V {
+    using reg = __m512i;
+    static constexpr uint32_t kLanes = 16;
+    WL_AVX512 static reg set1(uint32_t v) { return _mm512_set1_epi32(int(v)); }
+    WL_AVX512 static reg iota(uint32_t base) {
+        return _mm512_add_epi32(set1(base), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    }
+    WL_AVX512 static reg add(reg a, reg b) { return _mm512_add_epi32(a, b); }
+    WL_AVX512 static reg xor_(reg a, reg b) { return _mm512_xor_si512(a, b); }
+    WL_AVX512 static reg and_(reg a, reg b) { return _mm512_and_si512(a, b); }
+    template <int N>
+    WL_AVX512 static reg srli(reg a) { return _mm512_srli_epi32(a, N); }
+    WL_AVX512 static reg mullo(reg a, reg b) { return _mm512_mullo_epi32(a, b); }
+    WL_AVX512 static reg mulhi(reg a, reg b) { return wl::detail::mulhi(a, b); }
+    // Cells Bytes wide (RunCells): a 4-byte gather at scale Bytes, masked to the cell.
+    template <int Bytes>
+    WL_AVX512 static reg gather(const void* cells, reg index) {
+        reg v = _mm512_i32gather_epi32(index, cells, Bytes);
+        if constexpr (Bytes == 4) return v;
+        return _mm512_and_si512(v, set1(Bytes == 2 ? 0xFFFF : 0xFF));
+    }
+    // (half * m) >> 16 for the four 16-bit halves of x and y: one 16-bit multiply-high
+    // (AVX-512BW) for each of x and y.
+    WL_AVX512 static void chunk_cells(reg x, reg y, reg m, reg h[4]) {
+        const reg m16 = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+        const reg low = set1(0xFFFF);
+        reg cx = _mm512_mulhi_epu16(x, m16), cy = _mm512_mulhi_epu16(y, m16);
+        h[0] = and_(cx, low);
+        h[1] = srli<16>(cx);
+        h[2] = and_(cy, low);
+        h[3] = srli<16>(cy);
+    }
+};
 
-// Arity 0: a piece without cells, word = mask.
-template <uint32_t Arity, int Bytes, typename Sink>
-WL_AVX512 void kernel(const Run& run, const void* table, Sink& sink) {
-    const __m512i seed_lo = _mm512_set1_epi32(int(run.seed_lo));
-    const __m512i y0 = _mm512_set1_epi32(int(run.key_hi ^ run.seed_hi));
-    const __m512i cell_mask = _mm512_set1_epi32(int(run.cell_mask));
-    const __m512i first_base = _mm512_set1_epi32(int(run.first.base));
-    const __m512i first_width = _mm512_set1_epi32(int(run.first.width));
-    const __m512i length = _mm512_set1_epi32(int(run.geometry.segment_length));
-    const __m512i length2 = _mm512_set1_epi32(int(2 * run.geometry.segment_length));
-    const __m512i length3 = _mm512_set1_epi32(int(3 * run.geometry.segment_length));
-    const __m512i offset_mask = _mm512_set1_epi32(int(run.geometry.offset_mask));
-    __m512i lo = _mm512_add_epi32(_mm512_set1_epi32(int(run.key_lo)),
-                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    const __m512i sixteen = _mm512_set1_epi32(16);
-    const uint64_t count = run.count;  // a local: the stores to out may alias run
-    uint64_t i = 0;
-    for (; i + 16 <= count; i += 16) {
-        __m512i x = _mm512_xor_si512(lo, seed_lo);
-        __m512i y = _mm512_xor_si512(y0, fmix(x));
-        x = _mm512_xor_si512(x, fmix(y));
-        __m512i w = _mm512_and_si512(fmix(_mm512_add_epi32(x, y)), cell_mask);
-        if constexpr (Arity != 0) {
-            __m512i h0 = _mm512_add_epi32(first_base, mulhi(x, first_width));
-            __m512i h1 = _mm512_xor_si512(_mm512_add_epi32(h0, length), _mm512_and_si512(y, offset_mask));
-            __m512i h2 = _mm512_xor_si512(_mm512_add_epi32(h0, length2),
-                                          _mm512_and_si512(_mm512_srli_epi32(y, 16), offset_mask));
-            w = _mm512_xor_si512(w, gather_cells<Bytes>(table, h0));
-            w = _mm512_xor_si512(w, gather_cells<Bytes>(table, h1));
-            w = _mm512_xor_si512(w, gather_cells<Bytes>(table, h2));
-            if constexpr (Arity == 4) {
-                __m512i h3 = _mm512_xor_si512(_mm512_add_epi32(h0, length3), _mm512_and_si512(x, offset_mask));
-                w = _mm512_xor_si512(w, gather_cells<Bytes>(table, h3));
-            }
-        }
-        sink.put16(i, w);
-        lo = _mm512_add_epi32(lo, sixteen);
-    }
-    for (; i < count; ++i) sink.put1(i, run_word(run, run.key_lo + uint32_t(i)));
-}
-
-template <typename Sink>
-WL_AVX512 void run_kernel(const Run& run, Sink& sink) {
-    if (run.num_cells == 0) return kernel<0, 4>(run, nullptr, sink);
-    if (run.num_cells > (uint64_t(1) << 31)) {  // gather indices are signed 32-bit
-        for (uint64_t i = 0; i < run.count; ++i) sink.put1(i, run_word(run, run.key_lo + uint32_t(i)));
-        return;
-    }
-    switch (run.cell_bytes * 8 + run.arity) {
-        case 8 + 3: return kernel<3, 1>(run, run.cells, sink);
-        case 8 + 4: return kernel<4, 1>(run, run.cells, sink);
-        case 16 + 3: return kernel<3, 2>(run, run.cells, sink);
-        case 16 + 4: return kernel<4, 2>(run, run.cells, sink);
-        case 32 + 4: return kernel<4, 4>(run, run.cells, sink);
-        default: return kernel<3, 4>(run, run.cells, sink);
-    }
-}
+#define WL_TARGET WL_AVX512
+#include "decode_x86_kernel.h"
+#undef WL_TARGET
 
 template <int Regs>
 WL_AVX512 void weights_with(const Run& run, const float* codebook, uint32_t codebook_size, float* out) {

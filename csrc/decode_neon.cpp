@@ -36,17 +36,19 @@ struct Block {
     alignas(16) uint32_t cell[4][kBlock];
 };
 
-template <uint32_t Arity>
+// Chunked: the chunked layout's cells (hash.h, chunk_cells).
+template <uint32_t Arity, bool Chunked>
 struct Hasher {
     uint32x4_t seed_lo, y0, cell_mask, length, length2, length3, offset_mask, first_base;
     uint32_t first_width;
+    uint32_t chunk_cells = 0;
 
     explicit Hasher(const Run& run)
         : seed_lo(vdupq_n_u32(run.seed_lo)), y0(vdupq_n_u32(run.key_hi ^ run.seed_hi)),
           cell_mask(vdupq_n_u32(run.cell_mask)), length(vdupq_n_u32(run.geometry.segment_length)),
           length2(vdupq_n_u32(2 * run.geometry.segment_length)), length3(vdupq_n_u32(3 * run.geometry.segment_length)),
           offset_mask(vdupq_n_u32(run.geometry.offset_mask)), first_base(vdupq_n_u32(run.first.base)),
-          first_width(run.first.width) {}
+          first_width(run.first.width), chunk_cells(uint32_t(run.num_cells)) {}
 
     // Hashes the kBlock keys whose low halves are lo, lo + 1, ...; returns lo + kBlock.
     uint32x4_t hash(uint32x4_t lo, Block& b) const {
@@ -56,7 +58,14 @@ struct Hasher {
             uint32x4_t y = veorq_u32(y0, fmix(x));
             x = veorq_u32(x, fmix(y));
             vst1q_u32(b.mask + at, vandq_u32(fmix(vaddq_u32(x, y)), cell_mask));
-            if constexpr (Arity != 0) {
+            if constexpr (Chunked) {
+                const uint32x4_t low16 = vdupq_n_u32(0xFFFF);
+                vst1q_u32(b.cell[0] + at, vshrq_n_u32(vmulq_n_u32(vandq_u32(x, low16), chunk_cells), 16));
+                vst1q_u32(b.cell[1] + at, vshrq_n_u32(vmulq_n_u32(vshrq_n_u32(x, 16), chunk_cells), 16));
+                vst1q_u32(b.cell[2] + at, vshrq_n_u32(vmulq_n_u32(vandq_u32(y, low16), chunk_cells), 16));
+                if constexpr (Arity == 4)
+                    vst1q_u32(b.cell[3] + at, vshrq_n_u32(vmulq_n_u32(vshrq_n_u32(y, 16), chunk_cells), 16));
+            } else if constexpr (Arity != 0) {
                 uint32x4_t h0 = vaddq_u32(first_base, mulhi(x, first_width));
                 vst1q_u32(b.cell[0] + at, h0);
                 vst1q_u32(b.cell[1] + at, veorq_u32(vaddq_u32(h0, length), vandq_u32(y, offset_mask)));
@@ -78,9 +87,9 @@ inline void prefetch(const Cell* table, const Block& b) {
 }
 
 // Cell: the width of the table's cells (RunCells). Arity 0: a piece without cells, word = mask.
-template <uint32_t Arity, typename Cell, typename Sink>
+template <uint32_t Arity, typename Cell, typename Sink, bool Chunked = false>
 void kernel(const Run& run, const void* cells, Sink& sink) {
-    const Hasher<Arity> hasher(run);
+    const Hasher<Arity, Chunked> hasher(run);
     const Cell* table = static_cast<const Cell*>(cells);
     const uint64_t count = run.count, blocks = count / kBlock;  // locals: the stores to out may alias run
     Block buffers[2];
@@ -128,6 +137,16 @@ struct CountSink {
 template <typename Sink>
 void run_kernel(const Run& run, Sink& sink) {
     if (run.num_cells == 0) return kernel<0, uint32_t>(run, nullptr, sink);
+    if (run.chunked) {
+        switch (run.cell_bytes * 8 + run.arity) {
+            case 8 + 3: return kernel<3, uint8_t, Sink, true>(run, run.cells, sink);
+            case 8 + 4: return kernel<4, uint8_t, Sink, true>(run, run.cells, sink);
+            case 16 + 3: return kernel<3, uint16_t, Sink, true>(run, run.cells, sink);
+            case 16 + 4: return kernel<4, uint16_t, Sink, true>(run, run.cells, sink);
+            case 32 + 4: return kernel<4, uint32_t, Sink, true>(run, run.cells, sink);
+            default: return kernel<3, uint32_t, Sink, true>(run, run.cells, sink);
+        }
+    }
     switch (run.cell_bytes * 8 + run.arity) {
         case 8 + 3: return kernel<3, uint8_t>(run, run.cells, sink);
         case 8 + 4: return kernel<4, uint8_t>(run, run.cells, sink);

@@ -1,6 +1,8 @@
 // The one place that chooses the decoders' instruction set (weightless.h, decode.h).
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,7 +24,8 @@ const char* const kKnownIsas[] = {"scalar", "avx2", "avx512", "neon"};
 bool cpu_supports(const char* feature) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    return std::string(feature) == "avx2" ? __builtin_cpu_supports("avx2") : __builtin_cpu_supports("avx512f");
+    if (std::string(feature) == "avx2") return __builtin_cpu_supports("avx2");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 #else
     (void)feature;
     return false;
@@ -36,7 +39,7 @@ const std::vector<Isa>& usable() {
         if (const detail::Kernels* k = detail::avx2_kernels())
             if (cpu_supports("avx2")) v.push_back({"avx2", k});
         if (const detail::Kernels* k = detail::avx512_kernels())
-            if (cpu_supports("avx512f")) v.push_back({"avx512", k});
+            if (cpu_supports("avx512")) v.push_back({"avx512", k});  // F and BW
         if (const detail::Kernels* k = detail::neon_kernels()) v.push_back({"neon", k});  // baseline on AArch64
         return v;
     }();
@@ -49,24 +52,53 @@ std::string joined(const std::vector<Isa>& isas) {
     return s;
 }
 
-// The ISA the decoders use now; the environment is read on every call, so a test or a user can
-// change it between calls.
-const Isa& active() {
+// The ISA named `name` (case-insensitive; null or empty: the fastest). `what` names the source
+// in the error: "WEIGHTLESS_ISA=" or "set_isa: ".
+const Isa& lookup(const char* name, const std::string& what) {
     const std::vector<Isa>& isas = usable();
-    const char* env = std::getenv("WEIGHTLESS_ISA");
-    if (env == nullptr || *env == '\0') return isas.back();
-    std::string want(env);
+    if (name == nullptr || *name == '\0') return isas.back();
+    std::string want(name);
     for (char& c : want) c = char(std::tolower(static_cast<unsigned char>(c)));
     for (const Isa& i : isas)
         if (want == i.name) return i;
     bool known = false;
     for (const char* k : kKnownIsas) known |= want == k;
-    throw std::invalid_argument("WEIGHTLESS_ISA=" + std::string(env) +
+    throw std::invalid_argument(what + std::string(name) +
                                 (known ? " is not supported by this build on this CPU" : " is not an instruction set") +
                                 "; supported here: " + joined(isas) + " (or unset it for the fastest)");
 }
 
+// The selection: read from WEIGHTLESS_ISA at the first decode call, once, or made by set_isa.
+// A bad WEIGHTLESS_ISA is remembered as its error, thrown by every decode call until set_isa.
+std::atomic<const Isa*> g_selected{nullptr};
+std::mutex g_mutex;
+bool g_environment_read = false;
+std::string g_environment_error;
+
+const Isa& active() {
+    if (const Isa* s = g_selected.load(std::memory_order_acquire)) return *s;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    if (!g_environment_read) {
+        g_environment_read = true;
+        try {
+            g_selected.store(&lookup(std::getenv("WEIGHTLESS_ISA"), "WEIGHTLESS_ISA="), std::memory_order_release);
+        } catch (const std::invalid_argument& e) {
+            g_environment_error = e.what();
+        }
+    }
+    if (const Isa* s = g_selected.load(std::memory_order_acquire)) return *s;
+    throw std::invalid_argument(g_environment_error);
+}
+
 }  // namespace
+
+const char* set_isa(const char* name) {
+    const Isa& isa = lookup(name, "set_isa: ");
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_environment_read = true;
+    g_selected.store(&isa, std::memory_order_release);
+    return isa.name;
+}
 
 std::vector<std::string> supported_isas() {
     std::vector<std::string> names;
@@ -78,6 +110,13 @@ const char* active_isa() { return active().name; }
 
 namespace detail {
 const Kernels* active_kernels() { return active().kernels; }
+
+void reread_isa_environment() {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_environment_read = false;
+    g_environment_error.clear();
+    g_selected.store(nullptr, std::memory_order_release);
+}
 }  // namespace detail
 
 }  // namespace wl

@@ -34,6 +34,12 @@ inline uint64_t piece_hash_seed(uint64_t seed, uint64_t index, uint32_t attempt)
     return splitmix64(seed ^ splitmix64((index << 8) | attempt));
 }
 
+// Seed of chunk `index` at attempt `attempt` (chunked layout; the format stores only the attempt,
+// so decoders derive it).
+inline uint64_t chunk_hash_seed(uint64_t seed, uint64_t index, uint32_t attempt) {
+    return splitmix64(seed ^ splitmix64((index << 4) | attempt));
+}
+
 // A key mixed with a piece's seed: two Feistel rounds, so (x, y) is a bijection of the 64-bit
 // key and distinct keys never share both words.
 struct KeyHash {
@@ -108,6 +114,17 @@ inline void key_cells(const KeyHash& h, uint32_t h0, const PieceGeometry& g, uin
 // the cell it was peeled from, not the key, so not its block).
 inline uint32_t first_cell_from(const KeyHash& h, const PieceGeometry& g, uint32_t cell, uint32_t j) {
     return j == 0 ? cell : (cell ^ cell_offset(h, g, j)) - j * g.segment_length;
+}
+
+// The chunked layout's cells of a key in a chunk of m < 2^16 cells: each 16-bit half of x and y
+// scaled to [0, m). Cells may coincide (they then cancel in the XOR; construction knows it).
+inline uint32_t scale16(uint32_t half, uint32_t m) { return (half * m) >> 16; }
+
+inline void chunk_cells(const KeyHash& h, uint32_t m, uint32_t cells[4]) {
+    cells[0] = scale16(h.x & 0xFFFF, m);
+    cells[1] = scale16(h.x >> 16, m);
+    cells[2] = scale16(h.y & 0xFFFF, m);
+    cells[3] = scale16(h.y >> 16, m);
 }
 
 inline uint32_t low_bits_mask(uint32_t bits) {

@@ -19,6 +19,28 @@ size_t find_piece(const Filter& f, uint64_t key) {
     return size_t(after - f.pieces.begin()) - 1;
 }
 
+// The chunk holding `key` (version 3, at least one chunk): the last one whose first_key <= key.
+size_t find_chunk(const Filter& f, uint64_t key) {
+    auto after = std::upper_bound(f.chunks.begin(), f.chunks.end(), key,
+                                  [](uint64_t k, const Chunk& c) { return k < c.first_key; });
+    return size_t(after - f.chunks.begin()) - 1;
+}
+
+// The word of a key in the chunked layout. Without chunks (no keys) every key reads its mask
+// under the filter's seed.
+inline uint32_t chunk_word(const Filter& f, const Chunk* c, uint64_t key, uint32_t cell_mask) {
+    KeyHash h = hash_key(key, c ? c->hash_seed : f.seed);
+    uint32_t w = key_mask(h, cell_mask);
+    if (!c) return w;
+    uint32_t cells[4];
+    chunk_cells(h, c->num_cells, cells);
+    const uint32_t* table = f.cells.data() + c->cell_offset;
+    for (uint32_t j = 0; j < f.arity; ++j) w ^= table[cells[j]];
+    return w;
+}
+
+uint32_t word_of(const Filter& f, uint64_t key);
+
 struct PieceReader {
     const Piece& piece;
     const uint32_t* table;
@@ -50,6 +72,19 @@ inline int32_t value_of(uint32_t word, uint32_t value_bits) {
 template <typename Visit>
 void for_each_word(const Filter& f, uint64_t begin, uint64_t end, Visit&& visit) {
     if (begin >= end) return;
+    if (f.version == 3) {
+        const uint32_t cell_mask = low_bits_mask(f.cell_bits);
+        if (f.chunks.empty()) {
+            for (uint64_t key = begin; key < end; ++key) visit(chunk_word(f, nullptr, key, cell_mask));
+            return;
+        }
+        for (size_t c = find_chunk(f, begin); begin < end; ++c) {
+            uint64_t stop = c + 1 < f.chunks.size() ? std::min(end, f.chunks[c + 1].first_key) : end;
+            for (uint64_t key = begin; key < stop; ++key) visit(chunk_word(f, &f.chunks[c], key, cell_mask));
+            begin = stop;
+        }
+        return;
+    }
     for (size_t p = find_piece(f, begin); begin < end; ++p) {
         uint64_t stop = p + 1 < f.pieces.size() ? std::min(end, f.pieces[p + 1].first_key) : end;
         PieceReader reader(f, f.pieces[p]);
@@ -62,14 +97,64 @@ void for_each_word(const Filter& f, uint64_t begin, uint64_t end, Visit&& visit)
 // is the run's first key minus begin. A run lies inside one block of one piece and does not
 // cross a multiple of 2^32, so a kernel sees constant high 32 bits of the key and one slice of
 // first cells.
+// Runs of the chunked layout: one chunk at a time (or the whole range without chunks). The
+// narrowed copy of the cells (RunCells) covers every chunk the range reads, made once.
+template <typename RunFn>
+void for_each_chunk_run(const Filter& f, uint64_t begin, uint64_t end, RunFn&& run_fn) {
+    const uint64_t first = begin;
+    detail::Run run{};
+    run.chunked = true;
+    run.arity = f.arity;
+    run.cell_mask = low_bits_mask(f.cell_bits);
+    auto emit = [&](uint64_t b, uint64_t e) {  // split where the high 32 bits change
+        while (b < e) {
+            const uint64_t next_high = (b | uint64_t(0xFFFFFFFF)) + 1;  // 0 after the last one
+            uint64_t stop = next_high == 0 ? e : std::min(e, next_high);
+            run.key_hi = uint32_t(b >> 32);
+            run.key_lo = uint32_t(b);
+            run.count = stop - b;
+            run_fn(run, b - first);
+            b = stop;
+        }
+    };
+    if (f.chunks.empty()) {
+        run.table = nullptr;
+        run.num_cells = 0;
+        run.cells = nullptr;
+        run.cell_bytes = 4;
+        run.seed_lo = uint32_t(f.seed);
+        run.seed_hi = uint32_t(f.seed >> 32);
+        emit(begin, end);
+        return;
+    }
+    const size_t c0 = find_chunk(f, begin), c1 = find_chunk(f, end - 1);
+    const uint64_t base = f.chunks[c0].cell_offset;
+    const uint64_t span = f.chunks[c1].cell_offset + f.chunks[c1].num_cells - base;
+    const detail::RunCells cells(f.cells.data() + base, span, low_bits_mask(f.cell_bits), end - begin);
+    for (size_t c = c0; c <= c1; ++c) {
+        const Chunk& chunk = f.chunks[c];
+        uint64_t stop = c + 1 < f.chunks.size() ? std::min(end, f.chunks[c + 1].first_key) : end;
+        run.table = f.cells.data() + chunk.cell_offset;
+        run.num_cells = chunk.num_cells;
+        run.cells = static_cast<const uint8_t*>(cells.data()) + (chunk.cell_offset - base) * cells.bytes();
+        run.cell_bytes = cells.bytes();
+        run.seed_lo = uint32_t(chunk.hash_seed);
+        run.seed_hi = uint32_t(chunk.hash_seed >> 32);
+        emit(begin, stop);
+        begin = stop;
+    }
+}
+
 template <typename RunFn>
 void for_each_run(const Filter& f, uint64_t begin, uint64_t end, RunFn&& run_fn) {
     if (begin >= end) return;
+    if (f.version == 3) return for_each_chunk_run(f, begin, end, run_fn);
     const uint64_t first = begin;
     for (size_t p = find_piece(f, begin); begin < end; ++p) {
         const Piece& piece = f.pieces[p];
         uint64_t stop = p + 1 < f.pieces.size() ? std::min(end, f.pieces[p + 1].first_key) : end;
         detail::Run run;
+        run.chunked = false;
         run.table = f.cells.data() + piece.cell_offset;
         run.num_cells = piece.segment_count == 0 ? 0 : piece_num_cells(piece, f.arity);
         run.seed_lo = uint32_t(piece.hash_seed);
@@ -113,15 +198,20 @@ void split_range(uint64_t begin, uint64_t end, unsigned threads, Work&& work) {
     for (auto& t : pool) t.join();
 }
 
+uint32_t word_of(const Filter& f, uint64_t key) {
+    if (f.version == 3)
+        return chunk_word(f, f.chunks.empty() ? nullptr : &f.chunks[find_chunk(f, key)], key, low_bits_mask(f.cell_bits));
+    return PieceReader(f, f.pieces[find_piece(f, key)]).word(key);
+}
+
 }  // namespace
 
 void query_raw(const Filter& f, const uint64_t* keys, size_t n, uint32_t* words) {
-    for (size_t i = 0; i < n; ++i) words[i] = PieceReader(f, f.pieces[find_piece(f, keys[i])]).word(keys[i]);
+    for (size_t i = 0; i < n; ++i) words[i] = word_of(f, keys[i]);
 }
 
 void query_values(const Filter& f, const uint64_t* keys, size_t n, int32_t* values) {
-    for (size_t i = 0; i < n; ++i)
-        values[i] = value_of(PieceReader(f, f.pieces[find_piece(f, keys[i])]).word(keys[i]), f.value_bits);
+    for (size_t i = 0; i < n; ++i) values[i] = value_of(word_of(f, keys[i]), f.value_bits);
 }
 
 void decode_range(const Filter& f, uint64_t begin, uint64_t end, int32_t* out) {

@@ -45,13 +45,17 @@ def _as_unsigned_array(name: str, array: object, dtype: type, limit: Optional[in
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+_LAYOUTS = {"chunked": 3, "fuse": 2}  # layout -> format version
+
+
 class BloomierFilter:
     """A static map from distinct 64-bit keys to `value_bits`-bit values in `cell_bits`-bit cells.
 
     A stored key reads back its value exactly. Any other key reads a random `cell_bits`-bit word
     and is reported absent (-1) unless the word's top `cell_bits - value_bits` bits are zero: a
     false positive, with probability ``2 ** (value_bits - cell_bits)``, which returns some value
-    in ``[0, 2 ** value_bits)``. The table takes about 1.13 * len(keys) * cell_bits bits.
+    in ``[0, 2 ** value_bits)``. The table takes about 1.035 * len(keys) * cell_bits bits with the
+    default (chunked) layout and 4 cells per key.
 
     Parameters
     ----------
@@ -60,11 +64,17 @@ class BloomierFilter:
     value_bits : int, 1..16
     cell_bits : int, value_bits..32
     seed : int, the build is a deterministic function of keys, values, options and seed
-    arity : 3 (default) or 4 cells per key; 4 takes ~5% less space and reads one more cell
-    piece_keys : keys per independently built piece (default: the measured default)
-    block_keys : keys per block, the stretch of keys whose cells share one slice of the table, so
-        that decoding consecutive keys reads a small, cache-resident part of it (default: the
-        measured default; at least 64)
+    arity : 4 (default) or 3 cells per key. Chunked layout: 4 needs ~1.035 cells per key, 3 ~1.11;
+        fuse layout: 3 needs ~1.13 at 1M keys (much more for small n), 4 ~1.08
+    layout : "chunked" (format version 3): chunks of ~chunk_keys consecutive keys, each solved by
+        Gaussian elimination over GF(2); or "fuse" (format version 2): binary fuse pieces built by
+        peeling, about 2x faster to build and larger (docs/RETRIEVAL.md). Default: "fuse" if
+        piece_keys or block_keys is given, else "chunked"
+    chunk_keys : chunked layout: keys per chunk (default: the measured default, 1024; at most 32768)
+    piece_keys : fuse layout: keys per independently built piece (default: the measured default)
+    block_keys : fuse layout: keys per block, the stretch of keys whose cells share one slice of the
+        table, so that decoding consecutive keys reads a small, cache-resident part of it
+        (default: the measured default; at least 64)
     threads : threads for construction (default: all cores); the result does not depend on it
 
     Bad input raises ValueError (TypeError for non-integer arrays) naming the problem.
@@ -80,11 +90,27 @@ class BloomierFilter:
         value_bits: int,
         cell_bits: int,
         seed: int = 0,
-        arity: int = 3,
+        arity: int = 4,
         piece_keys: Optional[int] = None,
         block_keys: Optional[int] = None,
         threads: Optional[int] = None,
+        layout: Optional[str] = None,
+        chunk_keys: Optional[int] = None,
     ) -> None:
+        if layout is None:  # piece_keys or block_keys ask for the fuse layout, which has pieces and blocks
+            layout = "fuse" if piece_keys is not None or block_keys is not None else "chunked"
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout must be 'chunked' or 'fuse', got {layout!r}")
+        if layout == "chunked" and (piece_keys is not None or block_keys is not None):
+            raise ValueError("piece_keys and block_keys apply to layout='fuse'; the chunked layout takes chunk_keys")
+        if layout == "fuse" and chunk_keys is not None:
+            raise ValueError("chunk_keys applies to layout='chunked'")
+        if chunk_keys is None:
+            chunk_keys = 0  # the core's default
+        else:
+            chunk_keys = _as_index("chunk_keys", chunk_keys)
+            if not 1 <= chunk_keys <= 32768:
+                raise ValueError(f"chunk_keys must be in [1, 32768], got {chunk_keys}")
         value_bits = _as_index("value_bits", value_bits)
         cell_bits = _as_index("cell_bits", cell_bits)
         if not 1 <= value_bits <= 16:
@@ -109,7 +135,8 @@ class BloomierFilter:
         if len(keys) != len(values):
             raise ValueError(f"keys and values differ in length: {len(keys)} vs {len(values)}")
         self._filter = _core.Filter.build(
-            keys, values, value_bits, cell_bits, seed, _as_index("arity", arity), piece_keys, block_keys, threads
+            keys, values, value_bits, cell_bits, seed, _as_index("arity", arity), piece_keys, block_keys, threads,
+            _LAYOUTS[layout], chunk_keys
         )
 
     @classmethod
@@ -154,7 +181,13 @@ class BloomierFilter:
         return self._filter.num_cells
 
     @property
+    def layout(self) -> str:
+        """"chunked" (format version 3) or "fuse" (versions 1 and 2)."""
+        return "chunked" if self._filter.version == 3 else "fuse"
+
+    @property
     def num_pieces(self) -> int:
+        """Pieces (fuse layout) or chunks (chunked layout)."""
         return self._filter.num_pieces
 
     @property
@@ -227,5 +260,6 @@ class BloomierFilter:
     def __repr__(self) -> str:
         return (
             f"BloomierFilter(keys={len(self)}, value_bits={self.value_bits}, cell_bits={self.cell_bits}, "
-            f"arity={self.arity}, pieces={self.num_pieces}, nbytes={self.nbytes})"
+            f"arity={self.arity}, layout={self.layout!r}, "
+            f"{'chunks' if self.layout == 'chunked' else 'pieces'}={self.num_pieces}, nbytes={self.nbytes})"
         )

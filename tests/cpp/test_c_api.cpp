@@ -570,7 +570,7 @@ int main(int argc, char** argv) {
     const std::string dir = argv[1];
     return wl_test::run_tests([&] {
         test_json();
-        for (const char* name : {"basic", "dtypes", "structures", "v1_basic", "bfloat16", "exact"})
+        for (const char* name : {"basic", "dtypes", "structures", "v1_basic", "chunked", "bfloat16", "exact"})
             test_golden(dir, name);
         test_basic_metadata(dir);
         test_malformed_golden(dir);

@@ -1,5 +1,6 @@
 // C++ tests of the core: construction, queries, the reference decoder and the format.
 // Self-contained (no test framework to install or cross-compile); prints "N passed, N failed".
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -61,7 +62,9 @@ bool all_read_back(const wl::Filter& f, const Data& d) {
     return true;
 }
 
-void test_round_trip() {
+std::string layout_name(uint32_t version) { return version == 3 ? " [chunked v3]" : " [fuse v2]"; }
+
+void test_round_trip(uint32_t version) {
     const uint32_t rt[][2] = {{1, 2}, {4, 8}, {4, 9}, {5, 12}, {8, 16}, {16, 32}};
     const size_t sizes[] = {0, 1, 2, 3, 17, 1000, 11500, 11511, 100000};
     for (auto& p : rt)
@@ -73,11 +76,12 @@ void test_round_trip() {
                     o.value_bits = p[0];
                     o.cell_bits = p[1];
                     o.arity = arity;
-                    o.piece_keys = 4096;  // several pieces from n = 6144 on
+                    o.format_version = version;
+                    if (version == 2) o.piece_keys = 4096;  // several pieces from n = 6144 on
                     wl::Filter f = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
                     std::string tag = "n=" + std::to_string(n) + " r=" + std::to_string(p[0]) + " t=" +
                                       std::to_string(p[1]) + " arity=" + std::to_string(arity) +
-                                      (sorted ? " sorted" : " random");
+                                      (sorted ? " sorted" : " random") + layout_name(version);
                     check(all_read_back(f, d), "stored keys read back, " + tag);
                     std::vector<uint8_t> bytes = wl::serialize(f);
                     check(bytes.size() == wl::serialized_size(f), "serialized_size, " + tag);
@@ -87,14 +91,15 @@ void test_round_trip() {
                 }
 }
 
-void test_decode_range_matches_queries() {
+void test_decode_range_matches_queries(uint32_t version) {
     Data d = random_data(20000, 5, 7, true);
     wl::BuildOptions o;
     o.value_bits = 5;
     o.cell_bits = 9;
+    o.format_version = version;
     o.piece_keys = 3000;
     wl::Filter f = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
-    check(f.pieces.size() > 3, "several pieces");
+    check(version == 3 ? f.chunks.size() > 3 : f.pieces.size() > 3, "several pieces" + layout_name(version));
     uint64_t end = d.keys.back() + 100;
     std::vector<uint64_t> all(end);
     for (uint64_t k = 0; k < end; ++k) all[k] = k;
@@ -121,10 +126,11 @@ void test_decode_range_matches_queries() {
     check(rate > expected * 0.85 && rate < expected * 1.15, "false-positive rate near 2^(r-t): " + std::to_string(rate));
 }
 
-void test_decode_weights_matches_reference() {
+void test_decode_weights_matches_reference(uint32_t version) {
     Data d = random_data(60000, 4, 21, true);
     for (auto& v : d.values) v %= 11;  // 11 clusters in 4 bits: codes 11..15 name no cluster
     wl::BuildOptions o;
+    o.format_version = version;
     o.value_bits = 4;
     o.cell_bits = 6;
     o.piece_keys = 7000;
@@ -152,23 +158,26 @@ void test_decode_weights_matches_reference() {
           "decode_weights from an offset");
 }
 
-void test_deterministic_and_threads() {
+void test_deterministic_and_threads(uint32_t version) {
     Data d = random_data(300000, 4, 11, false);
     wl::BuildOptions o;
+    o.format_version = version;
     o.piece_keys = 50000;
     std::vector<uint8_t> ref;
     for (unsigned threads : {1u, 2u, 3u}) {
         o.threads = threads;
         auto bytes = wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o));
         if (ref.empty()) ref = bytes;
-        check(bytes == ref, "identical output with " + std::to_string(threads) + " threads");
+        check(bytes == ref, "identical output with " + std::to_string(threads) + " threads" + layout_name(version));
     }
     o.seed = 1;
     check(wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o)) != ref,
           "another seed gives another table");
     // One piece: the threads sort and count inside it.
     for (uint32_t arity : {3u, 4u}) {
+        if (version == 3) break;
         o = wl::BuildOptions();
+        o.format_version = version;
         o.arity = arity;
         o.threads = 1;
         std::vector<uint8_t> one = wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o));
@@ -181,10 +190,11 @@ void test_deterministic_and_threads() {
     }
 }
 
-void test_bad_input() {
+void test_bad_input(uint32_t version) {
     std::vector<uint64_t> keys = {5, 9, 5};
     std::vector<uint32_t> values = {1, 2, 3};
     wl::BuildOptions o;
+    o.format_version = version;
     check(throws<std::invalid_argument>([&] { wl::build_filter(keys.data(), values.data(), 3, o); }),
           "duplicate keys (unsorted) rejected");
     std::vector<uint64_t> sorted_dup = {1, 2, 2, 3};
@@ -193,6 +203,9 @@ void test_bad_input() {
     Data big = random_data(50000, 4, 3, false);
     big.keys[40000] = big.keys[123];
     o.piece_keys = 10000;
+    check(throws<std::invalid_argument>([&] { wl::build_filter(big.keys.data(), big.values.data(), 50000, o); }),
+          "duplicate keys far apart rejected" + layout_name(version));
+    std::sort(big.keys.begin(), big.keys.end());
     check(throws<std::invalid_argument>([&] { wl::build_filter(big.keys.data(), big.values.data(), 50000, o); }),
           "duplicate keys far apart rejected");
     o = wl::BuildOptions();
@@ -212,9 +225,11 @@ void test_bad_input() {
           "bad arity rejected");
 }
 
-void test_malformed_bytes() {
+void test_malformed_bytes(uint32_t version) {
     Data d = random_data(3000, 4, 5, true);
     wl::BuildOptions o;
+    o.format_version = version;
+    o.chunk_keys = 700;
     o.piece_keys = 1000;
     auto bytes = wl::serialize(wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o));
     bool all_flips = true;
@@ -223,11 +238,11 @@ void test_malformed_bytes() {
         b[bit / 8] ^= uint8_t(1u << (bit % 8));
         all_flips &= throws<std::invalid_argument>([&] { wl::deserialize(b.data(), b.size()); });
     }
-    check(all_flips, "every single flipped bit is rejected");
+    check(all_flips, "every single flipped bit is rejected" + layout_name(version));
     bool all_cuts = true;
     for (size_t len = 0; len < bytes.size(); ++len)
         all_cuts &= throws<std::invalid_argument>([&] { wl::deserialize(bytes.data(), len); });
-    check(all_cuts, "every truncation is rejected");
+    check(all_cuts, "every truncation is rejected" + layout_name(version));
     auto longer = bytes;
     longer.push_back(0);
     check(throws<std::invalid_argument>([&] { wl::deserialize(longer.data(), longer.size()); }),
@@ -238,6 +253,7 @@ void test_malformed_bytes() {
 void test_blocks_and_version_1() {
     Data d = random_data(20000, 4, 99, true);
     wl::BuildOptions o;
+    o.format_version = 2;
     o.value_bits = 4;
     o.cell_bits = 9;
     o.piece_keys = 8000;
@@ -248,7 +264,7 @@ void test_blocks_and_version_1() {
     std::vector<uint8_t> bytes = wl::serialize(f);
     wl::Filter g = wl::deserialize(bytes.data(), bytes.size());
     check(g.pieces[0].block_starts == f.pieces[0].block_starts && wl::serialize(g) == bytes, "blocks round-trip");
-    check(throws<std::invalid_argument>([] { wl::BuildOptions bad; bad.block_keys = 63; uint64_t k = 1; uint32_t v = 0;
+    check(throws<std::invalid_argument>([] { wl::BuildOptions bad; bad.format_version = 2; bad.block_keys = 63; uint64_t k = 1; uint32_t v = 0;
                                              wl::build_filter(&k, &v, 1, bad); }),
           "block_keys below 64 rejected");
 
@@ -280,7 +296,51 @@ void test_blocks_and_version_1() {
     v1 = with_crc(v1);
     wl::Filter old = wl::deserialize(v1.data(), v1.size());
     check(all_read_back(old, d) && old.cells == one.cells, "a version 1 filter reads back");
-    check(wl::serialize(old) == wl::serialize(one), "a version 1 filter re-serializes as the current version");
+    check(wl::serialize(old) == wl::serialize(one), "a version 1 filter re-serializes as version 2");
+}
+
+// The chunked layout: the empty filter's size, chunk boundaries, crafted directories.
+void test_chunked() {
+    wl::BuildOptions o;
+    check(wl::serialized_size(wl::build_filter(nullptr, nullptr, 0, o)) <= 32, "the empty filter has at most 32 bytes");
+    check(wl::build_filter(nullptr, nullptr, 0, o).version == 3, "the chunked layout is the default");
+    // Keys that share no high bits, keys packed together, one huge gap: boundaries stay exact.
+    Data d;
+    for (uint64_t i = 0; i < 5000; ++i) d.keys.push_back(i * 3);
+    for (uint64_t i = 0; i < 5000; ++i) d.keys.push_back((uint64_t(1) << 63) + i * 1000003);
+    d.keys.push_back(~uint64_t(0));
+    for (size_t i = 0; i < d.keys.size(); ++i) d.values.push_back(uint32_t(i * 7) & 15);
+    o.chunk_keys = 300;
+    for (uint32_t arity : {3u, 4u}) {
+        o.arity = arity;
+        wl::Filter f = wl::build_filter(d.keys.data(), d.values.data(), d.keys.size(), o);
+        check(all_read_back(f, d), "keys across the whole key space read back, arity " + std::to_string(arity));
+        auto bytes = wl::serialize(f);
+        wl::Filter g = wl::deserialize(bytes.data(), bytes.size());
+        check(all_read_back(g, d) && wl::serialize(g) == bytes, "and round-trip");
+        bool attempts_used = false;
+        for (const wl::Chunk& c : f.chunks) attempts_used |= c.attempt > 0;
+        check(attempts_used, "some chunk needed a second seed (the attempt is recorded)");
+    }
+    // A boundary delta of zero (chunks out of order) must be refused even with a valid checksum.
+    o = wl::BuildOptions();
+    o.chunk_keys = 100;
+    Data e = random_data(1000, 4, 8, true);
+    wl::Filter f = wl::build_filter(e.keys.data(), e.values.data(), e.keys.size(), o);
+    auto bytes = wl::serialize(f);
+    const unsigned delta_bits = bytes[10], attempt_bits = bytes[11];
+    check(delta_bits > 0, "chunk boundaries stored");
+    auto b = bytes;
+    for (unsigned bit = 0; bit < delta_bits; ++bit) {  // chunk 1's delta: first field after chunk 0's attempt
+        unsigned at = 28 * 8 + attempt_bits + bit;
+        b[at / 8] &= uint8_t(~(1u << (at % 8)));
+    }
+    uint32_t c = wl::crc32(b.data(), b.size() - 4);
+    for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = uint8_t(c >> (8 * i));
+    check(throws<std::invalid_argument>([&] { wl::deserialize(b.data(), b.size()); }), "a zero boundary delta rejected");
+    o.chunk_keys = 40000;
+    check(throws<std::invalid_argument>([&] { wl::build_filter(e.keys.data(), e.values.data(), 10, o); }),
+          "chunk_keys above 32768 rejected");
 }
 
 void test_crc32() {
@@ -294,11 +354,14 @@ int main() {
     return wl_test::run_tests([] {
         test_crc32();
         test_blocks_and_version_1();
-        test_round_trip();
-        test_decode_range_matches_queries();
-        test_deterministic_and_threads();
-        test_decode_weights_matches_reference();
-        test_bad_input();
-        test_malformed_bytes();
+        test_chunked();
+        for (uint32_t version : {3u, 2u}) {
+            test_round_trip(version);
+            test_decode_range_matches_queries(version);
+            test_deterministic_and_threads(version);
+            test_decode_weights_matches_reference(version);
+            test_bad_input(version);
+            test_malformed_bytes(version);
+        }
     });
 }

@@ -37,11 +37,15 @@ std::string invalid_argument_message(const std::function<void()>& fn) {
 // memcmp that accepts the null data() of empty vectors.
 bool same_bytes(const void* a, const void* b, size_t bytes) { return bytes == 0 || std::memcmp(a, b, bytes) == 0; }
 
-void set_isa(const char* isa) {
+void set_isa(const char* isa) { wl::set_isa(isa); }
+
+// Sets (or unsets) WEIGHTLESS_ISA and makes the next decode call read it.
+void set_isa_environment(const char* isa) {
     if (isa)
         setenv("WEIGHTLESS_ISA", isa, 1);
     else
         unsetenv("WEIGHTLESS_ISA");
+    wl::detail::reread_isa_environment();
 }
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
@@ -49,6 +53,21 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
 }
 
 // Keys in [base, base + span): each kept with probability `density`.
+// The layout the tests build: every test runs for the chunked layout (3) and the fuse layout (2).
+uint32_t g_version = 3;
+
+std::string layout_tag() { return g_version == 3 ? " [chunked]" : " [fuse]"; }
+
+// The first keys of the pieces (fuse) or chunks (chunked) after the first.
+std::vector<uint64_t> boundaries(const wl::Filter& f) {
+    std::vector<uint64_t> b;
+    if (f.version == 3)
+        for (size_t c = 1; c < f.chunks.size(); ++c) b.push_back(f.chunks[c].first_key);
+    else
+        for (size_t p = 1; p < f.pieces.size(); ++p) b.push_back(f.pieces[p].first_key);
+    return b;
+}
+
 wl::Filter build(uint64_t base, uint64_t span, double density, uint32_t r, uint32_t t, uint32_t arity,
                  uint64_t piece_keys, uint64_t seed, uint64_t block_keys = 0) {
     std::mt19937_64 rng(seed);
@@ -66,6 +85,8 @@ wl::Filter build(uint64_t base, uint64_t span, double density, uint32_t r, uint3
     o.piece_keys = piece_keys;
     o.block_keys = block_keys;
     o.seed = seed;
+    o.format_version = g_version;
+    if (g_version == 3) o.chunk_keys = piece_keys ? piece_keys / 4 : 0;  // several chunks where the test wants pieces
     return wl::build_filter(keys.data(), values.data(), keys.size(), o);
 }
 
@@ -105,7 +126,7 @@ void check_range(const wl::Filter& f, uint64_t begin, uint64_t n, const std::vec
     for (uint64_t i = 0; i < n; ++i) keys[i] = begin + i;
     std::vector<int32_t> expected_values(n);
     wl::query_values(f, keys.data(), n, expected_values.data());
-    std::string where = tag + " [" + std::to_string(begin) + ", +" + std::to_string(n) + ")";
+    std::string where = tag + layout_tag() + " [" + std::to_string(begin) + ", +" + std::to_string(n) + ")";
 
     for (uint32_t book_size : book_sizes) {
         std::vector<float> book = make_codebook(book_size, begin + n + book_size);
@@ -148,9 +169,10 @@ const uint64_t kLengths[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 101, 997};
 void check_many_ranges(const wl::Filter& f, uint64_t span, const std::vector<uint32_t>& book_sizes,
                        const std::string& tag) {
     std::vector<uint64_t> starts = {0, 1, 3, 13, 1001, span / 2 + 1};
-    for (size_t p = 1; p < f.pieces.size() && p < 4; ++p) {
-        starts.push_back(f.pieces[p].first_key - 5);  // crosses a boundary
-        starts.push_back(f.pieces[p].first_key + 7);  // inside a piece
+    const std::vector<uint64_t> bounds = boundaries(f);
+    for (size_t p = 0; p < bounds.size() && p < 3; ++p) {
+        starts.push_back(bounds[p] - 5);  // crosses a boundary
+        starts.push_back(bounds[p] + 7);  // inside a piece (chunk)
     }
     for (size_t p = 0; p < f.pieces.size() && p < 2; ++p)  // crosses a block boundary
         if (f.pieces[p].num_blocks() > 2) starts.push_back(f.pieces[p].first_key + (uint64_t(1) << f.pieces[p].block_log2) - 3);
@@ -173,8 +195,9 @@ void test_shapes() {
         wl::Filter f = build(0, span, 0.05, c.r, c.t, c.arity, 4096, c.r * 100 + c.t + c.arity, block_keys);
         std::string tag = "r=" + std::to_string(c.r) + " t=" + std::to_string(c.t) + " arity=" + std::to_string(c.arity) +
                           " block_keys=" + std::to_string(block_keys);
-        check(f.pieces.size() >= 3, "several pieces, " + tag);
-        check(block_keys ? f.pieces[1].num_blocks() > 4 : f.pieces[1].num_blocks() == 1, "blocks per piece, " + tag);
+        check(boundaries(f).size() >= 2, "several pieces (chunks), " + tag + layout_tag());
+        if (g_version == 2)
+            check(block_keys ? f.pieces[1].num_blocks() > 4 : f.pieces[1].num_blocks() == 1, "blocks per piece, " + tag);
         uint32_t full = 1u << c.r;
         std::vector<uint32_t> sizes = {full, full > 2 ? full - 3 : 1};  // codebook = 2^r, and smaller
         if (c.r == 5) sizes = {32, 11, 1, 0, 70000};                   // also empty and larger than 2^r
@@ -203,11 +226,23 @@ void test_empty_blocks() {
         o.cell_bits = 10;
         o.arity = arity;
         o.block_keys = 64;
+        o.format_version = g_version;
+        o.chunk_keys = 200;
         wl::Filter f = wl::build_filter(keys.data(), values.data(), keys.size(), o);
+        std::string tag = "empty rows arity=" + std::to_string(arity) + layout_tag();
+        if (g_version == 3) {  // chunks whose boundaries fall in empty rows
+            check(f.chunks.size() > 20, tag + ": many chunks");
+            std::vector<int32_t> got(keys.size());
+            wl::query_values(f, keys.data(), keys.size(), got.data());
+            bool exact = true;
+            for (size_t i = 0; i < keys.size(); ++i) exact &= got[i] == int32_t(values[i]);
+            check(exact, tag + ": every kept position reads back");
+            check_many_ranges(f, rows * cols, {16, 9}, tag);
+            continue;
+        }
         const wl::Piece& p = f.pieces[0];
         size_t empty = 0;
         for (uint32_t b = 0; b < p.num_blocks(); ++b) empty += p.block_starts[b] == p.block_starts[b + 1];
-        std::string tag = "empty rows arity=" + std::to_string(arity);
         check(f.pieces.size() == 1 && p.num_blocks() > 60 && empty > 5,
               tag + ": many blocks (" + std::to_string(p.num_blocks()) + "), some empty (" + std::to_string(empty) + ")");
         std::vector<int32_t> got(keys.size());
@@ -221,6 +256,15 @@ void test_empty_blocks() {
 
 void test_empty_pieces() {
     for (uint32_t arity : {3u, 4u}) {
+        if (g_version == 3) {  // no keys: no chunks, every key reads its mask
+            wl::Filter none = build(0, 1000, 0.0, 4, 8, arity, 0, 3);
+            check(none.chunks.empty() && none.cells.empty(), "a filter of no keys has no chunks");
+            check_many_ranges(none, 1000, {16}, "no keys arity=" + std::to_string(arity));
+            wl::Filter one = build(500, 1, 1.0, 4, 8, arity, 0, 3);
+            check(one.chunks.size() == 1, "one key, one chunk");
+            check_many_ranges(one, 1000, {16}, "one key arity=" + std::to_string(arity));
+            continue;
+        }
         const uint64_t span = 120000;
         wl::Filter f = build(0, span, 0.1, 4, 9, arity, 3000, 77 + arity);
         check(f.pieces.size() >= 4, "several pieces before adding empty ones");
@@ -243,10 +287,11 @@ void test_high_keys() {
     for (uint32_t arity : {3u, 4u}) {
         std::string tag = "near 2^32 arity=" + std::to_string(arity);
         wl::Filter f = build(two32 - 40000, 80000, 0.1, 5, 12, arity, 1500, 5 + arity);
-        bool straddles = false;  // some piece holds keys on both sides of 2^32
-        for (size_t p = 0; p + 1 < f.pieces.size(); ++p)
-            straddles |= f.pieces[p].first_key < two32 - 200 && f.pieces[p + 1].first_key > two32 + 200;
-        check(straddles, "a piece straddles 2^32, " + tag);
+        bool straddles = false;  // some piece (chunk) holds keys on both sides of 2^32
+        std::vector<uint64_t> b = boundaries(f);
+        b.insert(b.begin(), 0);
+        for (size_t p = 0; p + 1 < b.size(); ++p) straddles |= b[p] < two32 - 200 && b[p + 1] > two32 + 200;
+        check(straddles, "a piece straddles 2^32, " + tag + layout_tag());
         check_range(f, two32 - 100, 200, {32, 20}, tag);
         for (uint64_t back : {1, 3, 8, 9, 17})
             for (uint64_t n : kLengths) check_range(f, two32 - back, n, {20}, tag);
@@ -269,7 +314,8 @@ void test_active_isa() {
     std::string expected = "scalar";
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2"), avx512 = __builtin_cpu_supports("avx512f");
+    const bool avx2 = __builtin_cpu_supports("avx2");
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
     expected = avx512 ? "avx512" : avx2 ? "avx2" : "scalar";
     check(contains(all, "avx2") == avx2, "avx2 supported exactly when the CPU has it");
     check(contains(all, "avx512") == avx512, "avx512 supported exactly when the CPU has AVX-512F");
@@ -295,9 +341,17 @@ void test_active_isa() {
         check(isa == "scalar" ? k == nullptr : k != nullptr && k->name == isa, "WEIGHTLESS_ISA=" + isa + " kernels");
     }
     set_isa("SCALAR");
-    check(std::string(wl::active_isa()) == "scalar", "WEIGHTLESS_ISA is case-insensitive");
+    check(std::string(wl::active_isa()) == "scalar", "set_isa is case-insensitive");
     set_isa("");
+    check(wl::active_isa() == expected, "set_isa(\"\") means the default");
+    // The environment: read once, at the first decode call after it was (re)armed.
+    set_isa_environment("Scalar");
+    check(std::string(wl::active_isa()) == "scalar", "WEIGHTLESS_ISA is read and case-insensitive");
+    setenv("WEIGHTLESS_ISA", all.back().c_str(), 1);
+    check(std::string(wl::active_isa()) == "scalar", "WEIGHTLESS_ISA is read once, not on every call");
+    set_isa_environment("");
     check(wl::active_isa() == expected, "an empty WEIGHTLESS_ISA means the default");
+    set_isa_environment(nullptr);
     set_isa(nullptr);
 }
 
@@ -306,7 +360,11 @@ void test_bad_isa() {
     std::vector<float> book(16, 1.0f), out(5000);
     std::vector<int32_t> codes(5000);
     for (const char* bad : {"bogus", "sse4", "sse2"}) {
-        set_isa(bad);
+        std::string set_msg = invalid_argument_message([&] { wl::set_isa(bad); });
+        check(set_msg.find(bad) != std::string::npos && set_msg.find("scalar") != std::string::npos,
+              std::string("set_isa(") + bad + ") names the value and the supported ones: " + set_msg);
+        check(wl::active_isa() == wl::supported_isas().back(), "a refused set_isa changes nothing");
+        set_isa_environment(bad);
         std::string msg = invalid_argument_message([] { wl::active_isa(); });
         check(msg.find(bad) != std::string::npos && msg.find("scalar") != std::string::npos,
               std::string("WEIGHTLESS_ISA=") + bad + " names the value and the supported ones: " + msg);
@@ -316,6 +374,7 @@ void test_bad_isa() {
               std::string("count_decoded rejects WEIGHTLESS_ISA=") + bad);
         check(!invalid_argument_message([&] { wl::decode_range(f, 0, 5000, codes.data()); }).empty(),
               std::string("decode_range rejects WEIGHTLESS_ISA=") + bad);
+        set_isa_environment(nullptr);
     }
     // Known, but not for this machine.
 #if defined(__aarch64__)
@@ -323,13 +382,14 @@ void test_bad_isa() {
 #else
     const char* foreign = "neon";
 #endif
-    set_isa(foreign);
+    set_isa_environment(foreign);
     std::string msg = invalid_argument_message([] { wl::active_isa(); });
     check(msg.find(foreign) != std::string::npos && msg.find("not supported") != std::string::npos,
           std::string("WEIGHTLESS_ISA=") + foreign + " is not supported here: " + msg);
     set_isa(nullptr);
     check(invalid_argument_message([&] { wl::decode_weights(f, 0, 5000, book.data(), 16, out.data(), 2); }).empty(),
-          "decoding works again once WEIGHTLESS_ISA is unset");
+          "decoding works again once set_isa chooses");
+    set_isa_environment(nullptr);
 }
 
 }  // namespace
@@ -338,9 +398,12 @@ int main() {
     return wl_test::run_tests([] {
         test_active_isa();
         test_bad_isa();
-        test_shapes();
-        test_empty_blocks();
-        test_empty_pieces();
-        test_high_keys();
+        for (uint32_t version : {3u, 2u}) {
+            g_version = version;
+            test_shapes();
+            test_empty_blocks();
+            test_empty_pieces();
+            test_high_keys();
+        }
     });
 }

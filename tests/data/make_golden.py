@@ -1,6 +1,12 @@
 """Writes the golden .wl files the C API test (tests/cpp/test_c_api.cpp) decodes.
 
     python3 tests/data/make_golden.py      # rewrites tests/data/*.wl and *.expected.bin
+    python3 tests/data/make_golden.py chunked  # only chunked.wl (the others stay as they were)
+
+basic.wl, dtypes.wl and structures.wl hold format version 2 filters (the fuse layout), written
+before version 3; chunked.wl holds version 3 filters (the chunked layout, the default since).
+Rewriting the first three would turn them into version 3: keep the version 2 files (renamed,
+as v1_basic.wl was) if you do.
 
 For each NAME.wl, NAME.expected.bin holds what `weightless.decompress` returns: every tensor in
 file order, its elements in C order as little-endian bytes of its dtype, concatenated without
@@ -54,7 +60,7 @@ def basic(rng: np.random.Generator) -> None:
         'na\u00efve "q" \\/\t\u2603\U0001F600': np.arange(3, dtype=np.float32),
     }
     path = HERE / "basic.wl"
-    compress(state, path, layers=["fc1.weight"], sparsity=0.9, clusters=16, seed=1, overwrite=True)
+    compress(state, path, layers=["fc1.weight"], sparsity=0.9, clusters=16, seed=1, codec="bloomier", overwrite=True)
     write_expected(path)
 
 
@@ -66,7 +72,7 @@ def dtypes(rng: np.random.Generator) -> None:
         "f64": rng.normal(0, 1, size=(16, 40)),
     }
     path = HERE / "dtypes.wl"
-    compress(state, path, layers=list(state), sparsity=0.8, clusters=8, seed=2, overwrite=True)
+    compress(state, path, layers=list(state), sparsity=0.8, clusters=8, seed=2, codec="bloomier", overwrite=True)
     write_expected(path)
 
 
@@ -87,7 +93,7 @@ def structures(rng: np.random.Generator) -> None:
         "rows.weight": {"arity": 3, "block_keys": 64, "cell_bits": 9, "seed": 5},
     }
     path = HERE / "structures.wl"
-    compress(state, path, layers=layers, sparsity=0.85, clusters=16, overwrite=True)
+    compress(state, path, layers=layers, sparsity=0.85, clusters=16, codec="bloomier", overwrite=True)
     with open_container(path) as c:
         for name, options in layers.items():
             f = c.encoded_layer(name).filter
@@ -107,7 +113,7 @@ def bfloat16() -> None:
         "specials": np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, 3.0e38, -1.5], np.float32).astype(bf16),
     }
     path = HERE / "bfloat16.wl"
-    compress(state, path, layers=["w"], sparsity=0.7, clusters=16, seed=6, overwrite=True)
+    compress(state, path, layers=["w"], sparsity=0.7, clusters=16, seed=6, codec="bloomier", overwrite=True)
     write_expected(path)
 
 
@@ -133,13 +139,46 @@ def exact() -> None:
     write_expected(path)
 
 
-def main() -> None:
-    rng = np.random.default_rng(20261129)
-    basic(rng)
-    dtypes(rng)
-    structures(rng)
-    bfloat16()
-    exact()
+def chunked(rng: np.random.Generator) -> None:
+    # Format version 3: layers of several chunks (more than 1024 kept weights), arity 4 and 3,
+    # a layer whose rows 50..149 are empty (chunk boundaries inside and around them), t = 5..13.
+    rows = rng.normal(0, 1, size=(300, 64)).astype(np.float32)
+    rows[50:150] = 0
+    state = {
+        "big.weight": rng.normal(0, 1, size=(120, 100)).astype(np.float32),
+        "a3.weight": rng.normal(0, 1, size=(64, 80)).astype(np.float32),
+        "rows.weight": rows,
+        "small.weight": rng.normal(0, 1, size=(7, 9)).astype(np.float32),
+    }
+    layers = {
+        "big.weight": {"arity": 4, "cell_bits": 13, "seed": 6},
+        "a3.weight": {"arity": 3, "cell_bits": 7, "seed": 7},
+        "rows.weight": {"arity": 4, "cell_bits": 9, "seed": 8},
+        "small.weight": {"arity": 4, "cell_bits": 5, "seed": 9, "clusters": 4},
+    }
+    path = HERE / "chunked.wl"
+    compress(state, path, layers=layers, sparsity=0.75, clusters=16, codec="bloomier", overwrite=True)
+    with open_container(path) as c:
+        for name, options in layers.items():
+            f = c.encoded_layer(name).filter
+            assert f.layout == "chunked" and f.arity == options["arity"], (name, f)
+        assert c.encoded_layer("big.weight").filter.num_pieces > 2
+    write_expected(path)
+
+
+def main(names) -> None:
+    names = set(names)
+    if not names or names & {"basic", "dtypes", "structures"}:  # one random stream: written together
+        rng = np.random.default_rng(20261129)
+        basic(rng)
+        dtypes(rng)
+        structures(rng)
+    if not names or "chunked" in names:
+        chunked(np.random.default_rng(20261201))
+    if not names or "bfloat16" in names:
+        bfloat16()
+    if not names or "exact" in names:
+        exact()
     # v1_basic.wl (and its .expected.bin) is basic.wl as written in format version 1, kept as it
     # was: readers must still decode it.
     for p in sorted(HERE.glob("*.wl")):
@@ -148,4 +187,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.chdir(HERE)
-    main()
+    main(sys.argv[1:])

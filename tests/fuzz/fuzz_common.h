@@ -43,12 +43,7 @@ inline void fix_crc(uint8_t* p, size_t n) {
         if (!(cond)) ::wl_fuzz::violated(#cond);       \
     } while (0)
 
-// WEIGHTLESS_ISA for the next decode call: nullptr = the default (fastest) instruction set.
-inline void set_isa(const char* isa) {
-    if (isa)
-        setenv("WEIGHTLESS_ISA", isa, 1);
-    else
-        unsetenv("WEIGHTLESS_ISA");
-}
+// The instruction set of the next decode calls: nullptr = the default (fastest) one.
+inline void set_isa(const char* isa) { wl::set_isa(isa); }
 
 }  // namespace wl_fuzz

@@ -6,7 +6,7 @@
 // and its decoders must agree: the default
 // instruction set (AVX2 / NEON) with the scalar reference, decode_range with query_values,
 // decode_weights and count_decoded with decode_range, over the start of every piece and the top
-// of the key space. Any other exception than std::invalid_argument, any disagreement, and any
+// of the key space, in both layouts (version 3 chunks, versions 1 and 2 pieces). Any other exception than std::invalid_argument, any disagreement, and any
 // sanitizer report is a crash.
 #include <algorithm>
 #include <stdexcept>
@@ -61,17 +61,35 @@ void exercise(const wl::Filter& f, const uint8_t* data, size_t size) {
     // bytes; one of an older version the reader still accepts converts to a stable new form.
     const Bytes again = wl::serialize(f);
     WL_FUZZ_REQUIRE(again.size() == wl::serialized_size(f));
-    if (wl_fuzz::get_le(data + 4, 2) == wl::kFormatVersion) {
+    if (wl_fuzz::get_le(data + 4, 2) >= wl::kFuseFormatVersion) {  // versions 2 and 3 are written as read
         WL_FUZZ_REQUIRE(again == Bytes(data, data + size));
     } else {
         WL_FUZZ_REQUIRE(wl::serialize(wl::deserialize(again.data(), again.size())) == again);
     }
-    WL_FUZZ_REQUIRE(!f.pieces.empty() && f.pieces[0].first_key == 0);
+    std::vector<uint64_t> firsts;  // pieces' (version 1, 2) or chunks' (version 3) first keys
+    if (f.version == 3) {
+        WL_FUZZ_REQUIRE(f.pieces.empty() && (f.chunks.empty() || f.chunks[0].first_key == 0));
+        WL_FUZZ_REQUIRE(f.chunks.size() == (f.num_keys + f.chunk_keys - 1) / f.chunk_keys);
+        uint64_t cells = 0, keys = 0;
+        for (size_t i = 0; i < f.chunks.size(); ++i) {
+            const wl::Chunk& c = f.chunks[i];
+            WL_FUZZ_REQUIRE(i == 0 || c.first_key > f.chunks[i - 1].first_key);
+            WL_FUZZ_REQUIRE(c.cell_offset == cells && c.num_cells >= c.num_keys && c.num_cells < 65536);
+            cells += c.num_cells;
+            keys += c.num_keys;
+            firsts.push_back(c.first_key);
+        }
+        WL_FUZZ_REQUIRE(cells == f.cells.size() && keys == f.num_keys);
+    } else {
+        WL_FUZZ_REQUIRE(!f.pieces.empty() && f.pieces[0].first_key == 0 && f.chunks.empty());
+        for (const wl::Piece& p : f.pieces) firsts.push_back(p.first_key);
+    }
     const unsigned threads = size % 5 == 0 ? 2 : 1;
     // The start of the first pieces (with the keys just before it), and the end of the key space.
-    const size_t pieces = std::min<size_t>(f.pieces.size(), 4);
+    const size_t pieces = std::min<size_t>(firsts.size(), 4);
+    check_range(f, 0, 8, threads);
     for (size_t i = 0; i < pieces; ++i) {
-        const uint64_t first = f.pieces[i].first_key;
+        const uint64_t first = firsts[i];
         const uint64_t begin = first - std::min<uint64_t>(first, 8);
         const uint64_t end = begin + std::min<uint64_t>(kSpan, UINT64_MAX - begin);
         check_range(f, begin, end, threads);

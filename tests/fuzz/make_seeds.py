@@ -1,12 +1,14 @@
 """Writes the seed corpora of the fuzz harnesses (tests/fuzz/seeds/NAME) with the Python package.
 
     python3 tests/fuzz/make_seeds.py        # rewrites tests/fuzz/seeds/{filter,container,layer,json}
+    python3 tests/fuzz/make_seeds.py filter # only the filter seeds
 
 Small valid inputs that between them reach every branch of the formats: filters with 0, 1 and
 many pieces, arity 3 and 4, t from 1 to 32, keys far from 0; layers of every rank used, every
 encoded dtype, all-zero and empty layers; containers with raw tensors of every dtype, a scalar,
-an empty tensor, escaped names. Rerun it when the format changes (docs/HARDENING.md); the
-seeds of an older version a reader still accepts stay, renamed v1-NAME etc. by hand.
+an empty tensor, escaped names; the filter seeds cover both layouts (version 3 chunks, version 2
+pieces). Rerun it when the format changes (docs/HARDENING.md); the seeds of an older version a
+reader still accepts stay, renamed v1-NAME, v2-NAME etc. by hand.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ def filters(rng: np.random.Generator) -> dict[str, bytes]:
     add("t16_r3", rng.choice(1000, 50, replace=False), 3, 16)
     add("pieces", np.sort(rng.choice(2000, 90, replace=False)), 2, 5, piece_keys=20)
     add("far_keys", [0, 2**40, 2**40 + 3, 2**63, 2**64 - 2], 2, 9, piece_keys=2)
+    # The chunked layout (version 3, the default above): many chunks, retried chunks, arity 3,
+    # boundaries across the whole key space.
+    add("chunks", np.sort(rng.choice(3000, 200, replace=False)), 3, 6, chunk_keys=16)
+    add("chunks_arity3_t1", rng.choice(400, 60, replace=False), 1, 1, arity=3, chunk_keys=7)
+    add("chunks_far_keys", [0, 2**40, 2**40 + 3, 2**63, 2**64 - 2], 2, 9, chunk_keys=2)
+    add("chunks_one_each", rng.choice(2**20, 12, replace=False), 2, 4, chunk_keys=1)
     return out
 
 
@@ -112,12 +120,19 @@ def write(directory: Path, seeds: dict[str, bytes]) -> None:
 
 
 def main() -> None:
+    only = set(sys.argv[1:]) or {"filter", "layer", "container", "json"}
     rng = np.random.default_rng(2024)
-    write(HERE / "seeds" / "filter", filters(rng))
-    write(HERE / "seeds" / "layer", layers(rng))
+    f = filters(rng)
+    if "filter" in only:
+        write(HERE / "seeds" / "filter", f)
+    lay = layers(rng)
+    if "layer" in only:
+        write(HERE / "seeds" / "layer", lay)
     c = containers(rng)
-    write(HERE / "seeds" / "container", c)
-    write(HERE / "seeds" / "json", json_texts(c))
+    if "container" in only:
+        write(HERE / "seeds" / "container", c)
+    if "json" in only:
+        write(HERE / "seeds" / "json", json_texts(c))
     for d in sorted((HERE / "seeds").iterdir()):
         sizes = [p.stat().st_size for p in d.iterdir()]
         print(f"{d.name}: {len(sizes)} seeds, largest {max(sizes)} bytes")

@@ -15,8 +15,8 @@ single-thread time to decode every position to float32 into a buffer already wri
 import argparse
 
 import numpy as np
-
 from reproduce_decode import best_of  # bench/ is on the path when this script runs
+
 from weightless import BloomierFilter, _core
 
 LAYOUTS = {
@@ -59,7 +59,7 @@ def main(argv=None):
             f = BloomierFilter(keys, values, value_bits=r, cell_bits=t, **options)
             factor = f.nbytes * 8 / (len(keys) * t)
             f.decode_weights(rows * cols, codebook, threads=1)  # warm
-            seconds = best_of(lambda: f.decode_weights(rows * cols, codebook, threads=1), args.repeats)
+            seconds = best_of(lambda f=f, size=rows * cols: f.decode_weights(size, codebook, threads=1), args.repeats)
             print(f"{name:<22} {len(keys):>9} {layout:<12} {f.num_pieces:>6} {f.num_blocks:>6} {factor:>7.4f} "
                   f"{seconds * 1e3:>8.2f} ms", flush=True)
 

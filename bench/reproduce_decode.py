@@ -6,7 +6,8 @@ weights pruned to that density with `weightless.encode_layer` (16 clusters for t
 for VGG-16, `--cell-bits` bits per cell, 12 by default) and reports, per layer:
 
 * `layer.decode(threads=N)` time, best of R repeats, for every instruction set in
-  `weightless._core.supported_isas()` (chosen with `weightless._core.set_isa`) and for N = 1 and N = os.cpu_count(); beside it the paper's
+  `weightless._core.supported_isas()` (chosen with `weightless._core.set_isa`) and for N = 1 and
+  N = os.cpu_count(); beside it the paper's
   i7-6700K and Cortex-A53 times and our speed-up over the paper's i7;
 * the physical floor: the time numpy needs to allocate and write an output of the same size
   (`np.full(size, 1.0, dtype=np.float32)`);
@@ -265,7 +266,7 @@ def run_case(case: Case, args, isas: list[str], thread_counts: list[int]) -> dic
         for threads in thread_counts:
             if not np.array_equal(decode_with(isa, layer, threads), reference):
                 raise AssertionError(f"{case.name}: decode with {isa}, {threads} threads differs")
-            seconds = best_of(lambda: decode_with(isa, layer, threads), repeats)
+            seconds = best_of(lambda isa=isa, threads=threads: decode_with(isa, layer, threads), repeats)
             timings.append(dict(isa=isa, threads=threads, seconds=seconds))
     _core.set_isa(None)
 

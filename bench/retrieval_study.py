@@ -122,7 +122,8 @@ def chunk_sweep(n, repeats):
         for K in (256, 512, 1024, 2048, 4096):
             kw = dict(value_bits=2, chunk_keys=K, arity=arity, threads=1)
             c = [(BloomierFilter(keys, values, cell_bits=t, **kw).nbytes - EMPTY) * 8 / (n * t) for t in (4, 8)]
-            ns = best_of(lambda: BloomierFilter(keys, values, cell_bits=8, **kw), repeats, time.process_time) * 1e9 / n
+            ns = best_of(lambda kw=kw: BloomierFilter(keys, values, cell_bits=8, **kw), repeats,
+                         time.process_time) * 1e9 / n
             rows.append((arity, K, c[0], c[1], ns))
     return rows
 
@@ -132,7 +133,8 @@ def lenet_bytes():
     (800 x 500, 0.65%, 4 clusters, t = 7): serialized filter bytes, v2 default (fuse, arity 3)
     against v3 default (chunked, arity 4)."""
     rows = []
-    for name, shape, density, t in [("LeNet-300-100 fc1", (784, 300), 0.025, 11), ("LeNet-5 fc1", (800, 500), 0.0065, 7)]:
+    layers = [("LeNet-300-100 fc1", (784, 300), 0.025, 11), ("LeNet-5 fc1", (800, 500), 0.0065, 7)]
+    for name, shape, density, t in layers:
         size = shape[0] * shape[1]
         rng = np.random.default_rng(0)
         n = round(size * density)
@@ -155,24 +157,27 @@ def main(argv=None):
 
     sizes = [100, 1000, 5000, 10_000, 100_000, 1_000_000] + ([] if args.quick else [4_000_000])
     print("## Space: cells per key c (random keys)\n")
-    print("| n | chunked t=4 | chunked t=8 | chunked t=16 | chunked arity 3, t=8 | fuse (v2) arity 3, t=8 | fuse arity 4, t=8 | C binary_fuse8 |")
+    print("| n | chunked t=4 | chunked t=8 | chunked t=16 | chunked arity 3, t=8 | fuse (v2) arity 3, t=8 "
+          "| fuse arity 4, t=8 | C binary_fuse8 |")
     print("|---|---|---|---|---|---|---|---|")
     for n in sizes:
         row = [space(n, 4, "chunked", 4), space(n, 8, "chunked", 4), space(n, 16, "chunked", 4),
                space(n, 8, "chunked", 3), space(n, 8, "fuse", 3), space(n, 8, "fuse", 4), peer_space(n)]
         print(f"| {n} | " + " | ".join(f"{c:.4f}" for c in row) + " |")
 
-    print("\n## Build, ns/key (random keys in random order, t = 8, best of %d)\n" % args.repeats)
+    print(f"\n## Build, ns/key (random keys in random order, t = 8, best of {args.repeats})\n")
     T = os.cpu_count() or 1
-    print(f"| n | chunked 1 thread | chunked {T} threads | fuse (v2) 1 thread | fuse {T} threads | C binary_fuse8 | chunked / C |")
+    print(f"| n | chunked 1 thread | chunked {T} threads | fuse (v2) 1 thread | fuse {T} threads | C binary_fuse8 "
+          "| chunked / C |")
     print("|---|---|---|---|---|---|---|")
     for n in [10_000, 100_000, 1_000_000, 4_000_000][: 3 if args.quick else 4]:
         b = build_times(n, args.repeats)
-        print(f"| {n} | {b[('chunked', 1)]:.1f} | {b[('chunked', T)]:.1f} | {b[('fuse', 1)]:.1f} | {b[('fuse', T)]:.1f} "
+        print(f"| {n} | {b[('chunked', 1)]:.1f} | {b[('chunked', T)]:.1f} | {b[('fuse', 1)]:.1f} "
+              f"| {b[('fuse', T)]:.1f} "
               f"| {b[('peer', 1)]:.1f} | {b[('chunked', 1)] / b[('peer', 1)]:.2f} |")
 
-    print("\n## Decode, ns/position (n kept of 25 n positions, t = 12, 32 clusters, 1 thread, best of %d)\n"
-          % args.repeats)
+    print(f"\n## Decode, ns/position (n kept of 25 n positions, t = 12, 32 clusters, 1 thread, best of "
+          f"{args.repeats})\n")
     print("| n | positions | chunked | fuse (v2) | chunked / fuse |")
     print("|---|---|---|---|---|")
     for n in [1000, 10_000, 100_000, 1_000_000] + ([] if args.quick else [4_000_000]):
@@ -188,7 +193,8 @@ def main(argv=None):
         print(f"| {arity} | {K} | {c4:.4f} | {c8:.4f} | {ns:.0f} |")
 
     print("\n## LeNet first layers: filter bytes\n")
-    print("| layer | kept | t | v2 fuse arity 3 (old default) | v2 fuse arity 4 | v3 chunked arity 3 | v3 chunked arity 4 (new default) |")
+    print("| layer | kept | t | v2 fuse arity 3 (old default) | v2 fuse arity 4 | v3 chunked arity 3 "
+          "| v3 chunked arity 4 (new default) |")
     print("|---|---|---|---|---|---|---|")
     for name, n, t, *b in lenet_bytes():
         print(f"| {name} | {n} | {t} | " + " | ".join(str(x) for x in b) + " |")

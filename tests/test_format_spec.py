@@ -94,12 +94,13 @@ def parse(data):
     pieces, start = [], 0
     for i in range(P):
         first_key, seed, num_keys, S = struct.unpack_from("<QQII", data, 32 + 32 * i)
-        l, block_log2 = data[32 + 32 * i + 24], data[32 + 32 * i + 25]
+        length_log2, block_log2 = data[32 + 32 * i + 24], data[32 + 32 * i + 25]
         (B,) = struct.unpack_from("<I", data, 32 + 32 * i + 28)
         if version == 1:
             block_log2, B = 63, 1 if S else 0
-        C = (S + k - 1) << l if S else 0
-        pieces.append(dict(first_key=first_key, s=seed, S=S, L=1 << l, start=start, block_log2=block_log2, B=B))
+        C = (S + k - 1) << length_log2 if S else 0
+        pieces.append(dict(first_key=first_key, s=seed, S=S, L=1 << length_log2, start=start, block_log2=block_log2,
+                           B=B))
         start += C
     at = 32 + 32 * P
     for p in pieces:  # the inner block starts, piece by piece

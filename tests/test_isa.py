@@ -85,7 +85,8 @@ def test_every_isa_decodes_like_scalar(shape, cell_bits, arity):
     assert layer.decode().tobytes() == reference.tobytes()
 
 
-@pytest.mark.parametrize("layout,options", [("chunked", dict(chunk_keys=97)), ("fuse", dict(piece_keys=3000, block_keys=64))])
+@pytest.mark.parametrize("layout,options", [("chunked", dict(chunk_keys=97)),
+                                            ("fuse", dict(piece_keys=3000, block_keys=64))])
 def test_every_isa_decodes_like_scalar_at_every_tail(layout, options):
     """Chunk (piece, block) boundaries at odd places, ranges of every small length."""
     rng = np.random.default_rng(4)
@@ -147,7 +148,8 @@ def _run(code, isa):
 
 def test_environment_is_read_once():
     code = ("import os, numpy as np, weightless; from weightless import _core\n"
-            "f = weightless.BloomierFilter(np.arange(100, dtype=np.uint64), np.arange(100) % 4, value_bits=2, cell_bits=8)\n"
+            "f = weightless.BloomierFilter(np.arange(100, dtype=np.uint64), np.arange(100) % 4,\n"
+            "                              value_bits=2, cell_bits=8)\n"
             "f.lookup_range(0, 500); a = _core.active_isa()\n"
             "os.environ['WEIGHTLESS_ISA'] = _core.supported_isas()[-1]; f.lookup_range(0, 500)\n"
             "print(a, _core.active_isa(), _core.set_isa(None))")
@@ -159,7 +161,8 @@ def test_environment_is_read_once():
 @pytest.mark.parametrize("bad", BAD)
 def test_bad_environment_raises_value_error_until_set_isa(bad):
     code = ("import numpy as np, weightless; from weightless import _core\n"
-            "f = weightless.BloomierFilter(np.arange(100, dtype=np.uint64), np.arange(100) % 4, value_bits=2, cell_bits=8)\n"
+            "f = weightless.BloomierFilter(np.arange(100, dtype=np.uint64), np.arange(100) % 4,\n"
+            "                              value_bits=2, cell_bits=8)\n"
             "for call in (_core.active_isa, lambda: f.decode_weights(500, np.ones(4, np.float32))):\n"
             "    try:\n        call(); print('no error')\n"
             "    except ValueError as e:\n        print('ValueError', 'scalar' in str(e))\n"

@@ -236,7 +236,7 @@ def encode_clustered(
     cell_bits: int | None = None,
     fp_rate: float | None = None,
     seed: int = 0,
-    arity: int = 3,
+    arity: int = 4,
     piece_keys: int | None = None,
     block_keys: int | None = None,
     threads: int | None = None,
@@ -267,7 +267,7 @@ def encode_layer(
     fp_rate: float | None = None,
     seed: int = 0,
     init: str = "density",
-    arity: int = 3,
+    arity: int = 4,
     piece_keys: int | None = None,
     block_keys: int | None = None,
     threads: int | None = None,
@@ -284,9 +284,10 @@ def encode_layer(
             chosen (`choose_cell_bits`). With neither, fp_rate = DEFAULT_FP_RATE.
         seed: seeds clustering and the filter; the result is a deterministic function of it.
         init: k-means initialisation, "density" (the paper's), "linear" or "random".
-        arity, piece_keys, block_keys: filter layout (`BloomierFilter`): 4 cells per key is
-            ~3-5% smaller and slower to decode; the defaults for pieces and blocks are measured
-            (docs/DECODE.md).
+        arity, piece_keys, block_keys: filter layout (`BloomierFilter`): 4 cells per key in
+            chunks of ~1024 keys solved by Gaussian elimination (format v3, ~1.035 cells per
+            key); arity 3 needs ~1.11; piece_keys / block_keys ask for the older peeled "fuse"
+            layout (format v2; docs/RETRIEVAL.md).
         threads: for building and counting; the result does not depend on it.
 
     The same as `encode_clustered(prune_and_cluster(weights, ...), ...)`.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -21,14 +21,14 @@ def _as_index(name: str, value: Any) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
-def _threads(threads: Optional[int]) -> int:
+def _threads(threads: int | None) -> int:
     threads = (os.cpu_count() or 1) if threads is None else _as_index("threads", threads)
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     return threads
 
 
-def _as_unsigned_array(name: str, array: object, dtype: type, limit: Optional[int] = None) -> np.ndarray:
+def _as_unsigned_array(name: str, array: object, dtype: type, limit: int | None = None) -> np.ndarray:
     """A 1-D contiguous array of `dtype`, refusing any conversion that would change a value."""
     a = np.asarray(array)
     if a.ndim != 1:
@@ -91,11 +91,11 @@ class BloomierFilter:
         cell_bits: int,
         seed: int = 0,
         arity: int = 4,
-        piece_keys: Optional[int] = None,
-        block_keys: Optional[int] = None,
-        threads: Optional[int] = None,
-        layout: Optional[str] = None,
-        chunk_keys: Optional[int] = None,
+        piece_keys: int | None = None,
+        block_keys: int | None = None,
+        threads: int | None = None,
+        layout: str | None = None,
+        chunk_keys: int | None = None,
     ) -> None:
         if layout is None:  # piece_keys or block_keys ask for the fuse layout, which has pieces and blocks
             layout = "fuse" if piece_keys is not None or block_keys is not None else "chunked"
@@ -215,8 +215,8 @@ class BloomierFilter:
         """Expected fraction of absent keys read as present: 2 ** (value_bits - cell_bits)."""
         return 2.0 ** (self.value_bits - self.cell_bits)
 
-    def decode_weights(self, size: int, codebook: ArrayLike, *, threads: Optional[int] = None,
-                       out: Optional[np.ndarray] = None) -> np.ndarray:
+    def decode_weights(self, size: int, codebook: ArrayLike, *, threads: int | None = None,
+                       out: np.ndarray | None = None) -> np.ndarray:
         """The layer whose positions are the keys 0 .. size - 1: codebook[v] where a position
         reads a value v < len(codebook), 0.0 elsewhere, as a float32 array of `size` elements.
 
@@ -243,7 +243,7 @@ class BloomierFilter:
         self._filter.decode_weights_into(out, book, threads)
         return out
 
-    def count_decoded(self, size: int, codebook_size: int, *, threads: Optional[int] = None) -> int:
+    def count_decoded(self, size: int, codebook_size: int, *, threads: int | None = None) -> int:
         """How many of the positions 0 .. size - 1 read a value below codebook_size (the kept
         weights plus the false positives), without materializing the layer."""
         size, codebook_size = _as_index("size", size), _as_index("codebook_size", codebook_size)

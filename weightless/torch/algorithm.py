@@ -39,7 +39,7 @@ class LayerSpec:
     clusters: int = 16
     cell_bits: int | None = None
     fp_rate: float | None = None
-    arity: int | str = 3
+    arity: int | str = 4
     density: float | None = None
     prune_epochs: int = 1
     finetune_epochs: int = 1
@@ -86,7 +86,7 @@ class LayerResult:
 
 
 def encode_module(model: nn.Module, name: str, *, clusters: int | None = None, cell_bits: int | None = None,
-                  fp_rate: float | None = None, arity: int | str = 3, seed: int = 0
+                  fp_rate: float | None = None, arity: int | str = 4, seed: int = 0
                   ) -> tuple[EncodedLayer, dict[str, Any], np.ndarray]:
     """Encode a layer's current (pruned, clustered) weight with the core, without changing the model.
 

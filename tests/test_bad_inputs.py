@@ -32,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import missing, requires
 
 from weightless.cli import main as cli_main
 from weightless.codec import EncodedLayer
@@ -457,7 +458,7 @@ def test_damaged_npz_is_one_line_error(tmp_path, capsys, which):
 # --------------------------------------------------------------------------- zero-sized tensors
 
 
-@pytest.mark.parametrize("ext", [".npz", ".safetensors"])
+@pytest.mark.parametrize("ext", [".npz", pytest.param(".safetensors", marks=requires("safetensors"))])
 def test_zero_sized_tensors_round_trip_everywhere(tmp_path, capsys, wl_decode, ext):
     state = {"e": np.zeros((0, 64), np.float32), "z": np.zeros((3, 0, 2), np.int16), "w": np.ones((40, 30), np.float32)}
     save_state(state, tmp_path / f"in{ext}")
@@ -477,7 +478,7 @@ def test_zero_sized_tensors_round_trip_everywhere(tmp_path, capsys, wl_decode, e
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
-@pytest.mark.parametrize("via", ["api", "npz", "cli-safetensors"])
+@pytest.mark.parametrize("via", ["api", "npz", pytest.param("cli-safetensors", marks=requires("safetensors"))])
 def test_non_finite_weights_are_refused(tmp_path, capsys, bad, via):
     w = MODEL["fc.weight"].copy()
     w[5, 3] = bad
@@ -576,6 +577,7 @@ def test_duplicate_key_in_a_wl_header(tmp_path, capsys, wl_decode):
                        header_level=True)
 
 
+@requires("safetensors")
 def test_duplicate_names_in_model_files(tmp_path, capsys):
     path = tmp_path / "m.npz"
     with zipfile.ZipFile(path, "w") as z, warnings.catch_warnings():
@@ -664,7 +666,7 @@ def test_unwritable_outputs(tmp_path, capsys, wl_decode):
     env = {"PYTHONPATH": str(ROOT)}
     for argv in (cli + ["compress", tmp_path / "m.npz", "-o", tmp_path / "x.wl", "--threads", "1"],
                  cli + ["decompress", good, "-o", tmp_path / "x.npz"],
-                 cli + ["decompress", good, "-o", tmp_path / "x.safetensors"]):
+                 *([] if missing("safetensors") else [cli + ["decompress", good, "-o", tmp_path / "x.safetensors"]])):
         done = _run(argv, env, preexec=_file_size_limit(600))
         _assert_tool_failed(done, f"weightless {argv[3]}: error: ", "File too large|cannot write")
     done = _run([wl_decode, good, "--tensor", "fc.weight", "-o", tmp_path / "x.npy"], preexec=_file_size_limit(600))

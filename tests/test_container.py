@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import missing
+from conftest import missing, requires
 
 from weightless import __version__, container
 from weightless.cluster import kmeans_1d
@@ -145,6 +145,7 @@ def test_input_state_is_not_modified(tmp_path):
         assert state[k].tobytes() == copies[k].tobytes()
 
 
+@requires("safetensors", "tqdm")
 def test_from_a_model_file(tmp_path):
     state = _small_model()
     save_state(state, tmp_path / "m.safetensors")

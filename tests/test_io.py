@@ -41,7 +41,7 @@ def _no_temp_files(directory) -> None:
     assert not [p for p in os.listdir(directory) if p.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("ext", [".npz", ".safetensors"])
+@pytest.mark.parametrize("ext", [".npz", pytest.param(".safetensors", marks=requires("safetensors"))])
 def test_round_trip(tmp_path, ext):
     state = _state()
     path = tmp_path / f"model{ext}"
@@ -59,6 +59,7 @@ def test_npz_keeps_nan_payloads(tmp_path):
     assert load_state(tmp_path / "m.npz")["w"].tobytes() == weird.tobytes()
 
 
+@requires("safetensors")
 def test_non_contiguous_input(tmp_path):
     a = np.arange(12, dtype=np.float32).reshape(3, 4).T
     save_state({"t": a}, tmp_path / "m.safetensors")
@@ -113,6 +114,7 @@ def test_npz_refuses_pickles_and_foreign_members(tmp_path):
         load_state(path)
 
 
+@requires("safetensors")
 def test_corrupt_safetensors(tmp_path):
     path = tmp_path / "m.safetensors"
     path.write_bytes(b"garbage" * 5)

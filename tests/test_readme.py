@@ -72,7 +72,7 @@ def test_compress_a_model_commands(model_dir, capsys):
 
 def test_compress_a_model_python(model_dir):
     _, state = model_dir
-    code = _block("python", "weightless.compress(")
+    code = _block("python", "weightless.decompress(")
     exec(code, {"w": state["fc1.weight"]})
 
 

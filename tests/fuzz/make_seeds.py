@@ -88,13 +88,32 @@ def containers(rng: np.random.Generator) -> dict[str, bytes]:
         "pieces": ({"p": rng.normal(size=(20, 20)).astype(np.float32)},
                    {"layers": {"p": {"piece_keys": 40, "arity": 4}}, "sparsity": 0.6, "clusters": 8}),
         "no_tensors": ({}, {}),
+        # The exact codec's tensors (kind "exact"), decoded by csrc/codecs/exact.cpp.
+        "exact": ({"e": rng.normal(size=(16, 12)).astype(np.float32), "h": rng.normal(size=(6, 8)).astype(np.float16),
+                   "z": np.zeros((4, 4), np.float32)},
+                  {"layers": ["e", "h", "z"], "sparsity": 0.6, "clusters": 8, "codec": "exact"}),
     }
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (state, options) in models.items():
             path = Path(tmp) / f"{name}.wl"
-            compress(state, path, threads=1, **options)
+            compress(state, path, threads=1, **{"codec": "bloomier", **options})  # the filter, unless named
             out[name] = path.read_bytes()
+    return out
+
+
+def exact_payloads(rng: np.random.Generator) -> dict[str, bytes]:
+    from weightless.exact import encode_exact
+
+    out = {}
+    for name, w, options in [
+        ("sparse", rng.normal(size=(30, 40)), {"sparsity": 0.95, "clusters": 4}),
+        ("half", rng.normal(size=(20, 20)), {"sparsity": 0.5, "clusters": 16}),
+        ("dense", rng.normal(size=(9, 13)), {"sparsity": 0.0, "clusters": 8}),
+        ("empty", np.zeros((5, 5)), {}),
+        ("vector", rng.normal(size=300), {"sparsity": 0.8, "clusters": 2}),
+    ]:
+        out[name] = encode_exact(w.astype(np.float32), **options).to_bytes()
     return out
 
 
@@ -120,7 +139,7 @@ def write(directory: Path, seeds: dict[str, bytes]) -> None:
 
 
 def main() -> None:
-    only = set(sys.argv[1:]) or {"filter", "layer", "container", "json"}
+    only = set(sys.argv[1:]) or {"filter", "layer", "container", "json", "exact"}
     rng = np.random.default_rng(2024)
     f = filters(rng)
     if "filter" in only:
@@ -133,6 +152,8 @@ def main() -> None:
         write(HERE / "seeds" / "container", c)
     if "json" in only:
         write(HERE / "seeds" / "json", json_texts(c))
+    if "exact" in only:
+        write(HERE / "seeds" / "exact", exact_payloads(rng))
     for d in sorted((HERE / "seeds").iterdir()):
         sizes = [p.stat().st_size for p in d.iterdir()]
         print(f"{d.name}: {len(sizes)} seeds, largest {max(sizes)} bytes")

@@ -40,12 +40,14 @@ def measure(original: np.ndarray, decoded: np.ndarray, clustered: ClusteredTenso
     if w.shape != d.shape or clustered.size != w.size:
         raise ValueError(f"sizes differ: original {w.size}, decoded {d.size}, clustered {clustered.size}")
     error_sq = original_sq = decoded_sq = 0.0
+    # Sums of squares by ufuncs, not np.dot: a BLAS dot starts OpenBLAS's thread pool, whose
+    # spinning threads then compete with the encoders (measured: --jobs 2 gained nothing).
     for begin in range(0, w.size, _CHUNK):
         a = w[begin : begin + _CHUNK].astype(np.float64)
         b = d[begin : begin + _CHUNK].astype(np.float64)
-        error_sq += float(np.dot(a - b, a - b))
-        original_sq += float(np.dot(a, a))
-        decoded_sq += float(np.dot(b, b))
+        error_sq += float(np.square(a - b).sum())
+        original_sq += float(np.square(a).sum())
+        decoded_sq += float(np.square(b).sum())
     # The decoded tensor equals the clustered one at every kept position (every codec stores
     # those exactly) and the clustered one is zero elsewhere, so the difference's energy is the
     # decoded tensor's outside the kept positions.
@@ -53,7 +55,7 @@ def measure(original: np.ndarray, decoded: np.ndarray, clustered: ClusteredTenso
     kept_decoded = d[clustered.positions].astype(np.float64)
     if not np.array_equal(kept_decoded, values):
         raise ValueError("the decoded tensor differs from the clustered one at a kept position")
-    clustered_sq = float(np.dot(values, values))
+    clustered_sq = float(np.square(values).sum())
     return Quality(_relative(error_sq, original_sq), _relative(max(decoded_sq - clustered_sq, 0.0), clustered_sq))
 
 

@@ -142,6 +142,14 @@ std::vector<uint8_t> serialize_v3(const Filter& f) {
     return out;
 }
 
+// The header fields every version has: arity, value and cell widths.
+void check_widths(const Filter& f) {
+    if (f.arity != 3 && f.arity != 4) malformed("arity " + std::to_string(f.arity) + " is not 3 or 4");
+    if (f.value_bits < 1 || f.value_bits > kMaxValueBits || f.cell_bits < f.value_bits || f.cell_bits > kMaxCellBits)
+        malformed("value_bits " + std::to_string(f.value_bits) + " / cell_bits " + std::to_string(f.cell_bits) +
+                  " out of range");
+}
+
 Filter deserialize_v3(const uint8_t* data, size_t size) {
     if (size < kV3HeaderSize + kChecksumSize)
         malformed("truncated: " + std::to_string(size) + " bytes is shorter than the header");
@@ -154,10 +162,7 @@ Filter deserialize_v3(const uint8_t* data, size_t size) {
     f.chunk_keys = uint32_t(get_le(data + 12, 2));
     f.num_keys = get_le(data + 14, 6);
     f.seed = get_le(data + 20, 8);
-    if (f.arity != 3 && f.arity != 4) malformed("arity " + std::to_string(f.arity) + " is not 3 or 4");
-    if (f.value_bits < 1 || f.value_bits > kMaxValueBits || f.cell_bits < f.value_bits || f.cell_bits > kMaxCellBits)
-        malformed("value_bits " + std::to_string(f.value_bits) + " / cell_bits " + std::to_string(f.cell_bits) +
-                  " out of range");
+    check_widths(f);
     if (f.chunk_keys < 1 || f.chunk_keys > kMaxChunkKeys) malformed("chunk_keys out of range");
     if (shift > 63 || delta_bits > 64 || attempt_bits > 4) malformed("chunk directory widths out of range");
     const uint64_t C = (f.num_keys + f.chunk_keys - 1) / f.chunk_keys;
@@ -300,10 +305,7 @@ Filter deserialize(const uint8_t* data, size_t size) {
     uint64_t num_pieces = get_le(data + 12, 4);
     f.num_keys = get_le(data + 16, 8);
     f.seed = get_le(data + 24, 8);
-    if (f.arity != 3 && f.arity != 4) malformed("arity " + std::to_string(f.arity) + " is not 3 or 4");
-    if (f.value_bits < 1 || f.value_bits > kMaxValueBits || f.cell_bits < f.value_bits || f.cell_bits > kMaxCellBits)
-        malformed("value_bits " + std::to_string(f.value_bits) + " / cell_bits " + std::to_string(f.cell_bits) +
-                  " out of range");
+    check_widths(f);
     if (data[9] || data[10] || data[11]) malformed("reserved header bytes are not zero");
 
     // Every size is checked against the buffer before anything is allocated from it.

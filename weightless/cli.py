@@ -120,9 +120,6 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.abspath(a) == os.path.abspath(b)
 
 
-HF_INDEX = "model.safetensors.index.json"  # as weightless.io names it (not imported: --help stays fast)
-
-
 def _check_input(path: str, folder_ok: bool = False) -> None:
     """The input exists (and is a file, unless a checkpoint folder may be): checked before
     anything about the output."""
@@ -131,7 +128,9 @@ def _check_input(path: str, folder_ok: bool = False) -> None:
     if os.path.isdir(path):
         if not folder_ok:
             raise CliError(f"{path}: is a directory, not a .wl file")
-        if not any(os.path.exists(os.path.join(path, f)) for f in ("model.safetensors", HF_INDEX)):
+        from .io import HF_INDEX, HF_WEIGHTS  # here, not at the top: `--help` stays fast
+
+        if not any(os.path.exists(os.path.join(path, f)) for f in (HF_WEIGHTS, HF_INDEX)):
             raise CliError(f"{path}: is a directory, not a model file or a checkpoint folder (no model.safetensors "
                            "or model.safetensors.index.json)")
 

@@ -22,9 +22,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from .cluster import kmeans_1d
+from .clustered import prune_and_cluster
 from .codec import check_decode_size
-from .prune import prune_mask
 
 __all__ = ["ExactLayer", "encode_exact", "encode_clustered", "information_bound_bits", "MAX_CLUSTERS"]
 
@@ -186,8 +185,8 @@ def encode_exact(
     gap_mode: int | None = None,
     code_mode: int | None = None,
 ) -> ExactLayer:
-    """Prune (`weightless.prune.prune_mask`), cluster (`weightless.cluster.kmeans_1d`) and
-    encode a float tensor exactly. Neither sparsity nor threshold keeps every nonzero weight.
+    """Prune and cluster (`weightless.clustered.prune_and_cluster`) and encode a float tensor
+    exactly. Neither sparsity nor threshold keeps every nonzero weight.
 
     `decode()` gives back exactly the pruned, clustered tensor: codebook[code] at the kept
     positions, 0 elsewhere.
@@ -197,11 +196,6 @@ def encode_exact(
         raise TypeError(f"encode_exact expects a float tensor, got dtype {w.dtype}")
     if not 1 <= clusters <= MAX_CLUSTERS:
         raise ValueError(f"clusters must be in 1..{MAX_CLUSTERS}, got {clusters}")
-    mask = prune_mask(w, sparsity=sparsity, threshold=threshold)  # also rejects NaN and Inf
-    positions = np.flatnonzero(mask)
-    if positions.size == 0:
-        return encode_clustered(positions, np.zeros(0, np.uint32), w.shape, np.zeros(0, np.float32),
-                                gap_mode=gap_mode, code_mode=code_mode)
-    clustering = kmeans_1d(w.reshape(-1)[positions], clusters, init=init, seed=seed)
-    return encode_clustered(positions, clustering.codes, w.shape, clustering.codebook,
-                            gap_mode=gap_mode, code_mode=code_mode)
+    c = prune_and_cluster(w, sparsity=sparsity, threshold=threshold, clusters=clusters, seed=seed, init=init)
+    codebook = c.codebook if c.kept else np.zeros(0, np.float32)  # nothing kept: no centroids either
+    return encode_clustered(c.positions, c.codes, c.shape, codebook, gap_mode=gap_mode, code_mode=code_mode)

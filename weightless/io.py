@@ -658,9 +658,10 @@ def _open_torch(path: PathLike) -> Iterator[dict[str, TensorSource]]:
 def _torch_loader(path: PathLike, name: str, value: Any) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         try:
+            torch = _torch("reading")
             t = value.detach().cpu().contiguous()
-            if t.dtype == _torch("reading").bfloat16:  # numpy has none: the same bits, as ml_dtypes' type
-                return t.view(_torch("reading").int16).numpy().view(bfloat16())
+            if t.dtype == torch.bfloat16:  # numpy has none: the same bits, as ml_dtypes' type
+                return t.view(torch.int16).numpy().view(bfloat16())
             return t.numpy()
         except (TypeError, RuntimeError) as e:
             raise ValueError(f"{path}: tensor {name!r} cannot be converted to numpy ({e})") from None

@@ -13,6 +13,8 @@ from torch import nn  # noqa: E402
 
 import weightless  # noqa: E402
 import weightless.torch as wt  # noqa: E402
+from weightless.clustered import prune_and_cluster  # noqa: E402
+from weightless.exact import ExactLayer  # noqa: E402
 from weightless.prune import prune_mask  # noqa: E402
 from weightless.torch.algorithm import _encode_best_seed  # noqa: E402
 from weightless.torch.training import _trainable_suffix  # noqa: E402
@@ -192,6 +194,108 @@ def test_algorithm1_freezes_encoded_layers_and_the_wl_file_decodes_to_the_model(
     half = weightless.decompress(tmp_path / "h.wl")
     assert half["fc3.weight"].dtype == np.float16
     np.testing.assert_array_equal(half["fc1.weight"], restored["fc1.weight"])
+
+
+def pruned_mlp(seed: int = 0):
+    x, y = blobs(512, seed=1)
+    model = mlp(seed)
+    wt.train(model, x, y, epochs=2, batch_size=64, seed=seed)
+    dns = wt.DynamicSurgery(model, {"fc1": 0.3, "fc2": 0.3})
+    wt.train(model, x, y, epochs=2, batch_size=64, seed=seed + 1, on_step=dns.on_step)
+    dns.finish()
+    wt.bake(model)
+    return model, x, y
+
+
+def test_algorithm1_exact_codec_stores_the_clustered_weight_without_false_positives(tmp_path):
+    model, x, y = pruned_mlp()
+    wt.keep_sparsity(model, ["fc2"])
+    specs = [wt.LayerSpec("fc1", clusters=4, codec="exact", finetune_epochs=1, retrain_epochs=1),
+             wt.LayerSpec("fc2", clusters=4, cell_bits=6, finetune_epochs=1, retrain_epochs=1)]
+    results = wt.algorithm1(model, specs, x, y, batch_size=64)
+    exact, filtered = results
+    assert (exact.codec, filtered.codec) == ("exact", "bloomier")
+    assert isinstance(exact.encoded, ExactLayer) and exact.false_positives == 0
+    np.testing.assert_array_equal(exact.encoded.decode(), exact.clustered)  # no false positives
+    np.testing.assert_array_equal(model.fc1.weight.detach().numpy(), exact.clustered)
+    assert exact.options["codec"] == "exact" and filtered.options["codec"] == "bloomier"
+    # Shared biases go in as further exactly encoded tensors; the file decodes to the model.
+    wt.bake(model)
+    with torch.no_grad():
+        c = prune_and_cluster(model.fc3.bias.numpy(), clusters=2)
+        model.fc3.bias.copy_(torch.from_numpy(c.dense()))
+    report = wt.export_wl(model, results, tmp_path / "m.wl", layers={"fc3.bias": {"codec": "exact", "clusters": 2}})
+    kinds = {e.name: e.kind for e in report.tensors}
+    assert kinds["fc1.weight"] == "exact" and kinds["fc2.weight"] == "encoded" and kinds["fc3.bias"] == "exact"
+    restored = weightless.decompress(tmp_path / "m.wl")
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(restored[k], v.numpy(), err_msg=k)
+    with pytest.raises(ValueError, match="Algorithm 1 layer"):
+        wt.export_wl(model, results, tmp_path / "n.wl", layers={"fc1.weight": {"codec": "exact"}})
+    with pytest.raises(RuntimeError, match="already clustered"):  # a bias not clustered to the clusters given
+        wt.export_wl(model, results, tmp_path / "o.wl", layers={"fc2.bias": {"codec": "exact", "clusters": 2}})
+
+
+def test_algorithm1_auto_codec_picks_the_smallest_encoding_within_the_held_out_tolerance():
+    model, x, y = pruned_mlp()
+    x_held, y_held = blobs(256, seed=7)
+
+    def choose(tolerance: float, cell_bits: tuple[int, ...]):
+        m = copy.deepcopy(model)
+        spec = wt.LayerSpec("fc1", clusters=4, codec="auto", cell_bits=cell_bits, finetune_epochs=1, retrain_epochs=1,
+                            accuracy_tolerance=tolerance)
+        (r,) = wt.algorithm1(m, [spec], x, y, x_holdout=x_held, y_holdout=y_held, batch_size=64)
+        return m, r
+
+    # Any accuracy allowed: the smallest candidate wins, whichever codec it is.
+    m, r = choose(1.0, (3, 4, 12))
+    smallest = min(r.candidates, key=lambda c: c["bytes"])
+    assert r.encoded.nbytes == smallest["bytes"] and r.codec == smallest["codec"]
+    np.testing.assert_array_equal(m.fc1.weight.detach().numpy(), r.encoded.decode())  # the winner's state is kept
+    assert not m.fc1.weight.requires_grad and m.fc2.weight.requires_grad
+    # Filters are retrained and judged, smallest first, only while smaller than the best so far
+    # (the exact one is always judged): with any accuracy allowed, the first smaller one wins.
+    exact, filters = r.candidates[0], r.candidates[1:]
+    assert exact["codec"] == "exact" and "holdout_accuracy" in exact
+    assert [c["bytes"] for c in filters] == sorted(c["bytes"] for c in filters)
+    judged = [c for c in filters if "holdout_accuracy" in c]
+    assert judged == [c for c in filters[:1] if c["bytes"] < exact["bytes"]]
+    # No accuracy loss allowed and a filter with many false positives: the exact encoding wins
+    # unless that filter's held-out accuracy is truly as good.
+    _, r = choose(0.0, (3,))
+    exact, filtered = r.candidates
+    assert filtered["false_positives"] > 0
+    if filtered["bytes"] < exact["bytes"] and filtered["holdout_accuracy"] < exact["holdout_accuracy"]:
+        assert r.codec == "exact"
+    else:
+        assert r.codec == "bloomier" or filtered["bytes"] >= exact["bytes"]
+    with pytest.raises(ValueError, match="held-out"):
+        wt.algorithm1(copy.deepcopy(model), [wt.LayerSpec("fc1", codec="auto")], x, y)
+    with pytest.raises(ValueError, match="codec must be one of"):
+        wt.LayerSpec("fc1", codec="zip")
+    with pytest.raises(ValueError, match="candidates for codec='auto' only"):
+        wt.LayerSpec("fc1", cell_bits=(5, 6))
+
+
+def test_train_augments_each_batch_reproducibly():
+    x, y = blobs(256)
+    seen = []
+
+    def noisy(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        seen.append(batch.shape[0])
+        return batch + 0.1 * torch.randn(batch.shape, generator=generator)
+
+    models = []
+    for _ in range(2):
+        m = mlp(1)
+        wt.train(m, x, y, epochs=2, batch_size=64, seed=4, augment=noisy)
+        models.append(m)
+    assert seen == [64] * 8 * 2  # every batch of every epoch, in both runs
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+    plain = mlp(1)
+    wt.train(plain, x, y, epochs=2, batch_size=64, seed=4)
+    assert not torch.equal(plain.fc1.weight, models[0].fc1.weight)
 
 
 def test_algorithm1_is_reproducible_from_its_seed(tmp_path):

@@ -34,7 +34,7 @@ import torch
 import weightless
 import weightless.torch as wt
 from weightless.baselines import csr_zstd_nbytes, deep_compression_nbytes, dense_float32_nbytes
-from weightless.codec import value_bits_for
+from weightless.codec import EncodedLayer, value_bits_for
 from weightless.container import TensorEntry
 
 from .datasets import load_mnist
@@ -166,8 +166,14 @@ def baseline_sizes(clustered: np.ndarray) -> dict[str, Any]:
             "csr_zstd_bytes": int(csr)}
 
 
+def _filter(result: wt.LayerResult) -> EncodedLayer:
+    """The reproduction encodes with the paper's filter (LayerSpec's default codec)."""
+    assert isinstance(result.encoded, EncodedLayer)
+    return result.encoded
+
+
 def layer_record(result: wt.LayerResult, entry: TensorEntry) -> dict[str, Any]:
-    enc = result.encoded
+    enc = _filter(result)
     dense = dense_float32_nbytes(enc.shape)
     sizes = baseline_sizes(result.clustered)
     return {
@@ -233,10 +239,10 @@ def t_sweep(pruned: torch.nn.Module, cfg: dict[str, Any], data: Data, seed: int)
     rows = []
     for t in range(r_bits + 1, r_bits + 9):
         r, before, after = encode_and_retrain(snapshot, k, t, spec, cfg["sweep_retrain_epochs"], data, seed, cfg)
-        rows.append({"cell_bits": t, "false_positives": r.encoded.false_positives, "bytes": r.encoded.nbytes,
+        rows.append({"cell_bits": t, "false_positives": r.false_positives, "bytes": r.encoded.nbytes,
                      "accuracy_before_retraining": before, "accuracy_after_retraining": after,
                      "accuracy_clustered_exact": acc_clustered})
-        log(f"  t sweep: t = {t:2d}  false positives {r.encoded.false_positives:7d}  {r.encoded.nbytes:7d} B  "
+        log(f"  t sweep: t = {t:2d}  false positives {r.false_positives:7d}  {r.encoded.nbytes:7d} B  "
             f"accuracy {before:.2%} -> {after:.2%} (exact {acc_clustered:.2%})")
     return rows
 
@@ -269,7 +275,7 @@ def frontier(pruned: torch.nn.Module, cfg: dict[str, Any], data: Data, seed: int
             for t in (r_bits + off for off in cfg["frontier_t_offsets"]):
                 r, _, after = encode_and_retrain(snapshot, k, t, spec, cfg["frontier_retrain_epochs"], data, seed, cfg)
                 rows.append({**common, "method": "weightless", "cell_bits": t, "bytes": r.encoded.nbytes,
-                             "false_positives": r.encoded.false_positives, "accuracy": after})
+                             "false_positives": r.false_positives, "accuracy": after})
             log(f"  frontier: density {d:.2%}, {k} clusters: DC {sizes['dc_bytes']} B, CSR+zstd "
                 f"{sizes['csr_zstd_bytes']} B at {acc:.2%}; Weightless "
                 + ", ".join(f"{r['bytes']} B {r['accuracy']:.2%}" for r in rows[-3:]))

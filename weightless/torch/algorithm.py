@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..codec import EncodedLayer, encode_layer
+from ..exact import ExactLayer
+from ..exact import encode_clustered as encode_exact_clustered
 from ._common import ArrayLike, _as_tensor, _check_density, _forward_batched, _module, _weight, _weight_parametrizations
 from .masks import bake, magnitude_prune
 from .sharing import SharedWeight, cluster_layer
 from .training import evaluate, train
+
+#: How Algorithm 1 stores a layer: the Bloomier filter (false positives the later layers are
+#: retrained around), the exact codec (no false positives), or whichever is smaller at the
+#: accuracy asked, measured on held-out training data.
+CODECS = ("bloomier", "exact", "auto")
+
+#: A layer's encoding: a Bloomier filter or an exact codec payload.
+Encoding = Union[EncodedLayer, ExactLayer]
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,7 @@ class LayerSpec:
 
     name: str
     clusters: int = 16
-    cell_bits: int | None = None
+    cell_bits: int | tuple[int, ...] | None = None
     fp_rate: float | None = None
     arity: int | str = 4
     density: float | None = None
@@ -47,8 +60,20 @@ class LayerSpec:
     finetune_lr: float | None = None
     filter_seeds: int = 1
     seed: int = 0
+    codec: str = "bloomier"
+    accuracy_tolerance: float = 0.001
 
     def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValueError(f"layer {self.name!r}: codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        if isinstance(self.cell_bits, tuple):
+            if self.codec != "auto" or not self.cell_bits:
+                raise ValueError(f"layer {self.name!r}: several cell_bits are candidates for codec='auto' only")
+            if self.fp_rate is not None:
+                raise ValueError(f"layer {self.name!r}: give cell_bits or fp_rate, not both")
+        if not 0.0 <= self.accuracy_tolerance <= 1.0:
+            raise ValueError(f"layer {self.name!r}: accuracy_tolerance must be in [0, 1], "
+                             f"got {self.accuracy_tolerance!r}")
         if self.arity not in (3, 4, "best"):
             raise ValueError(f"arity must be 3, 4 or 'best', got {self.arity!r}")
         if self.cell_bits is not None and self.fp_rate is not None:
@@ -64,17 +89,28 @@ class LayerSpec:
 
 @dataclass
 class LayerResult:
-    """One encoded layer: the `EncodedLayer`, the options that reproduce it with `encode_layer`
-    (and `weightless.compress`), the clustered weight before encoding (what the .wl file
-    re-encodes) and the accuracies around the step (None without evaluation data)."""
+    """One encoded layer: its encoding (an `EncodedLayer` filter or an `ExactLayer`), the options
+    that reproduce it with `weightless.compress` (`codec` among them), the clustered weight
+    before encoding (what the .wl file re-encodes) and the accuracies around the step (None
+    without evaluation data). `candidates`: for codec="auto", every encoding tried, with its
+    bytes and held-out accuracy after retraining."""
 
     name: str
-    encoded: EncodedLayer
+    encoded: Encoding
     options: dict[str, Any]
     clustered: np.ndarray = field(repr=False)
     accuracy_clustered: float | None = None  # after clustering and centroid fine-tuning
     accuracy_encoded: float | None = None  # with the decoded weight, before retraining
     accuracy_retrained: float | None = None  # after retraining the later layers
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def codec(self) -> str:
+        return "exact" if isinstance(self.encoded, ExactLayer) else "bloomier"
+
+    @property
+    def false_positives(self) -> int:
+        return self.encoded.false_positives if isinstance(self.encoded, EncodedLayer) else 0
 
     @property
     def weight_name(self) -> str:
@@ -152,7 +188,10 @@ def algorithm1(
     lr: float = 1e-3,
     batch_size: int = 128,
     seed: int = 0,
+    x_holdout: ArrayLike | None = None,
+    y_holdout: ArrayLike | None = None,
     selection_samples: int = 10000,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> list[LayerResult]:
@@ -170,7 +209,9 @@ def algorithm1(
     layers (from pruning or surgery) stay in force while they retrain. Afterwards every parameter
     is trainable again except the encoded weights and the biases of the encoded layers, and no
     parametrization is left on encoded layers. Evaluation data, if given, only measures the
-    accuracies reported in each `LayerResult`; nothing is chosen on it.
+    accuracies reported in each `LayerResult`; nothing is chosen on it. Held-out data
+    (`x_holdout`, `y_holdout`: training data kept out of `x_train`) is what layers with
+    codec="auto" choose their encoding on. `augment` is passed to every `train` call.
     """
     if not layers:
         raise ValueError("algorithm1 needs at least one layer")
@@ -181,11 +222,22 @@ def algorithm1(
         _module(model, spec.name)
     if (x_eval is None) != (y_eval is None):
         raise ValueError("give both x_eval and y_eval, or neither")
+    if (x_holdout is None) != (y_holdout is None):
+        raise ValueError("give both x_holdout and y_holdout, or neither")
+    auto = [spec.name for spec in layers if spec.codec == "auto"]
+    if auto and x_holdout is None:
+        raise ValueError(f"codec='auto' (layers {', '.join(auto)}) chooses on held-out data: give x_holdout, y_holdout")
     say = log or (lambda message: None)
 
     def acc() -> float | None:
         # Both or neither (checked above); testing both lets the type checker see it.
         return None if x_eval is None or y_eval is None else evaluate(model, x_eval, y_eval)
+
+    def fit(epochs: int, step_seed: int, desc: str, rate: float | None = None) -> None:
+        """Train what requires grad (nothing to do if nothing does)."""
+        if epochs and any(p.requires_grad for p in model.parameters()):
+            train(model, x_train, y_train, epochs=epochs, lr=rate or lr, batch_size=batch_size, seed=step_seed,
+                  augment=augment, progress=progress, desc=desc)
 
     results: list[LayerResult] = []
     encoded_names: list[str] = []
@@ -194,40 +246,118 @@ def algorithm1(
         if spec.density is not None:
             bake(model, [spec.name])
             magnitude_prune(model, {spec.name: spec.density})
-            _train_unfrozen(model, encoded_names, x_train, y_train, spec.prune_epochs, lr, batch_size, step_seed,
-                            progress, f"prune {spec.name}")
+            _unfreeze_all_but(model, encoded_names)
+            fit(spec.prune_epochs, step_seed, f"prune {spec.name}")
         shared = cluster_layer(model, spec.name, spec.clusters, seed=spec.seed)
         _freeze_through(model, spec.name)
         shared.centroids.requires_grad_(True)
-        if spec.finetune_epochs and any(p.requires_grad for p in model.parameters()):
-            train(model, x_train, y_train, epochs=spec.finetune_epochs, lr=spec.finetune_lr or lr,
-                  batch_size=batch_size, seed=step_seed + 1, progress=progress, desc=f"centroids {spec.name}")
+        fit(spec.finetune_epochs, step_seed + 1, f"centroids {spec.name}", spec.finetune_lr)
         bake(model, [spec.name])
         accuracy_clustered = acc()
 
-        layer, options, clustered = _encode_best_seed(model, spec, x_train[:selection_samples],
-                                                      y_train[:selection_samples])
-        module = _module(model, spec.name)
-        with torch.no_grad():
-            _weight(module).copy_(torch.from_numpy(layer.decode()))
-        _freeze_through(model, spec.name)
-        accuracy_encoded = acc()
+        if spec.codec == "auto":
+            assert x_holdout is not None and y_holdout is not None  # checked above
+            layer, options, clustered, candidates, accuracy_encoded = _choose_codec(
+                model, spec, x_train[:selection_samples], y_train[:selection_samples], x_holdout, y_holdout,
+                functools.partial(fit, spec.retrain_epochs, step_seed + 2), acc)
+        else:
+            layer, options, clustered = _encode(model, spec, x_train[:selection_samples], y_train[:selection_samples])
+            candidates = []
+            _freeze_in(model, spec.name, layer)
+            accuracy_encoded = acc()
+            fit(spec.retrain_epochs, step_seed + 2, f"retrain after {spec.name}")
         say(f"{spec.name}: {layer.kept} kept ({layer.kept / layer.size:.2%}), {len(layer.codebook)} clusters, "
-            f"t = {layer.cell_bits}, arity {options['arity']}, {layer.false_positives} false positives, "
-            f"{layer.nbytes} bytes")
-        if spec.retrain_epochs and any(p.requires_grad for p in model.parameters()):
-            train(model, x_train, y_train, epochs=spec.retrain_epochs, lr=lr, batch_size=batch_size,
-                  seed=step_seed + 2, progress=progress, desc=f"retrain after {spec.name}")
+            + (f"t = {layer.cell_bits}, arity {options['arity']}, {layer.false_positives} false positives, "
+               if isinstance(layer, EncodedLayer) else "exact, ")
+            + f"{layer.nbytes} bytes")
         accuracy_retrained = acc()
         encoded_names.append(spec.name)
         results.append(LayerResult(spec.name, layer, options, clustered, accuracy_clustered, accuracy_encoded,
-                                   accuracy_retrained))
+                                   accuracy_retrained, candidates))
 
     # Everything trainable again but the encoded layers (weights and biases).
     frozen = tuple(f"{n}." for n in encoded_names)
     for pname, p in model.named_parameters():
         p.requires_grad_(not pname.startswith(frozen) and not _is_parametrization_original_of_shared(model, pname))
     return results
+
+
+def _freeze_in(model: nn.Module, name: str, layer: Encoding) -> None:
+    """Replace the layer's weight with its decoded encoding (false positives included) and freeze
+    it and everything before it."""
+    with torch.no_grad():
+        _weight(_module(model, name)).copy_(torch.from_numpy(layer.decode()))
+    _freeze_through(model, name)
+
+
+def _encode(model: nn.Module, spec: LayerSpec, x: ArrayLike, y: ArrayLike
+            ) -> tuple[Encoding, dict[str, Any], np.ndarray]:
+    """The layer's clustered weight encoded as `spec.codec` says ("bloomier" or "exact"), with
+    the `weightless.compress` options that reproduce it (codec included)."""
+    if spec.codec == "exact":
+        w = _weight(_module(model, spec.name)).detach().cpu().numpy().astype(np.float32, copy=True)
+        flat = w.reshape(-1)
+        positions = np.flatnonzero(flat)
+        codebook, codes = np.unique(flat[positions], return_inverse=True)
+        if codebook.size > spec.clusters:
+            raise ValueError(f"layer {spec.name!r} has {codebook.size} distinct nonzero weights, "
+                             f"more than clusters={spec.clusters}")
+        layer = encode_exact_clustered(positions, codes.reshape(-1), w.shape, codebook)
+        return layer, {"clusters": max(int(codebook.size), 1), "seed": int(spec.seed), "codec": "exact"}, w
+    filtered, options, clustered = _encode_best_seed(model, spec, x, y)
+    return filtered, {**options, "codec": "bloomier"}, clustered
+
+
+def _choose_codec(model: nn.Module, spec: LayerSpec, x_select: ArrayLike, y_select: ArrayLike, x_holdout: ArrayLike,
+                  y_holdout: ArrayLike, retrain: Callable[[str], None], accuracy: Callable[[], float | None]
+                  ) -> tuple[Encoding, dict[str, Any], np.ndarray, list[dict[str, Any]], float | None]:
+    """codec="auto": the exact encoding and every smaller filter candidate, each frozen in with
+    the later layers retrained (`retrain(description)`) from the same state; the smallest whose
+    held-out accuracy is within `spec.accuracy_tolerance` of the exact one's wins. Filter seeds
+    are judged on (x_select, y_select). The model is left as the winner retrained it. Returns
+    (encoding, options, clustered weight, candidates, accuracy with the winner frozen in before
+    retraining)."""
+    start = copy.deepcopy(model.state_dict())
+    trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+
+    def try_encoding(layer: Encoding) -> tuple[float, float | None, dict[str, torch.Tensor]]:
+        model.load_state_dict(start)
+        for n, p in model.named_parameters():
+            p.requires_grad_(trainable[n])
+        _freeze_in(model, spec.name, layer)
+        before = accuracy()
+        retrain(f"retrain after {spec.name} ({_describe(layer)})")
+        return evaluate(model, x_holdout, y_holdout), before, copy.deepcopy(model.state_dict())
+
+    exact, exact_options, clustered = _encode(model, dataclasses.replace(spec, codec="exact", cell_bits=None),
+                                              x_select, y_select)
+    reference, before, state = try_encoding(exact)
+    tried = [{"codec": "exact", "bytes": exact.nbytes, "holdout_accuracy": reference}]
+    best: tuple[Encoding, dict[str, Any], float | None, dict[str, torch.Tensor]] = (exact, exact_options, before,
+                                                                                       state)
+    cell_bits = spec.cell_bits if isinstance(spec.cell_bits, tuple) else (spec.cell_bits,)
+    filters = []
+    for t in cell_bits:
+        model.load_state_dict(start)
+        filters.append(_encode(model, dataclasses.replace(spec, codec="bloomier", cell_bits=t), x_select,
+                               y_select)[:2])
+    for layer, options in sorted(filters, key=lambda f: f[0].nbytes):
+        assert isinstance(layer, EncodedLayer)
+        row: dict[str, Any] = {"codec": "bloomier", "cell_bits": layer.cell_bits, "bytes": layer.nbytes,
+                               "false_positives": layer.false_positives}
+        if layer.nbytes < best[0].nbytes:
+            held_out, before, state = try_encoding(layer)
+            row["holdout_accuracy"] = held_out
+            if held_out >= reference - spec.accuracy_tolerance:
+                best = (layer, options, before, state)
+        tried.append(row)
+    model.load_state_dict(best[3])
+    _freeze_through(model, spec.name)
+    return best[0], best[1], clustered, tried, best[2]
+
+
+def _describe(layer: Encoding) -> str:
+    return f"filter t = {layer.cell_bits}" if isinstance(layer, EncodedLayer) else "exact"
 
 
 def _split_before(model: nn.Module, name: str) -> tuple[nn.Module | None, nn.Module]:
@@ -247,12 +377,14 @@ def _encode_best_seed(model: nn.Module, spec: LayerSpec, x: ArrayLike, y: ArrayL
     """`encode_module` with seeds spec.seed .. spec.seed + filter_seeds - 1 (each arity asked for);
     the smallest encoding wins, and among equal sizes the lowest training loss with the decoded
     weight in place (the false positives included). The model's weight is left as it was."""
+    cell_bits = spec.cell_bits
+    assert not isinstance(cell_bits, tuple)  # candidates are for codec="auto", which calls this with one t each
     module = _module(model, spec.name)
     original = _weight(module).detach().clone()
     arities = (3, 4) if spec.arity == "best" else (spec.arity,)
     seeds = range(spec.seed, spec.seed + int(spec.filter_seeds))
     if len(arities) * len(seeds) == 1:
-        return encode_module(model, spec.name, clusters=spec.clusters, cell_bits=spec.cell_bits, fp_rate=spec.fp_rate,
+        return encode_module(model, spec.name, clusters=spec.clusters, cell_bits=cell_bits, fp_rate=spec.fp_rate,
                              arity=spec.arity, seed=spec.seed)
     x = _as_tensor(x, torch.float32)
     y = _as_tensor(y, torch.long)
@@ -264,7 +396,7 @@ def _encode_best_seed(model: nn.Module, spec: LayerSpec, x: ArrayLike, y: ArrayL
             for seed in seeds:
                 _weight(module).copy_(original)  # encode the clustered weight, not the last decoded one
                 layer, options, clustered = encode_module(model, spec.name, clusters=spec.clusters,
-                                                          cell_bits=spec.cell_bits, fp_rate=spec.fp_rate,
+                                                          cell_bits=cell_bits, fp_rate=spec.fp_rate,
                                                           arity=arity, seed=seed)
                 _weight(module).copy_(torch.from_numpy(layer.decode()))
                 loss = float(nn.functional.cross_entropy(_forward_batched(rest, inputs), y))
@@ -277,12 +409,8 @@ def _encode_best_seed(model: nn.Module, spec: LayerSpec, x: ArrayLike, y: ArrayL
     return best[1]
 
 
-def _train_unfrozen(model: nn.Module, encoded_names: Sequence[str], x: ArrayLike, y: ArrayLike, epochs: int, lr: float,
-                    batch_size: int, seed: int, progress: bool, desc: str) -> None:
-    """Train every parameter except those of already encoded layers."""
-    if not epochs:
-        return
+def _unfreeze_all_but(model: nn.Module, encoded_names: Sequence[str]) -> None:
+    """Every parameter trainable except those of already encoded layers."""
     frozen = tuple(f"{n}." for n in encoded_names)
     for pname, p in model.named_parameters():
         p.requires_grad_(not pname.startswith(frozen))
-    train(model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=progress, desc=desc)

@@ -57,20 +57,24 @@ def load_state_dict(path: str | os.PathLike, device: torch.device | str | None =
 
 
 def export_wl(model: nn.Module, results: Sequence[LayerResult], path: str | os.PathLike, *,
-              overwrite: bool = False, raw_dtype: str | None = None) -> CompressionReport:
+              overwrite: bool = False, raw_dtype: str | None = None,
+              layers: Mapping[str, Mapping[str, Any]] | None = None) -> CompressionReport:
     """Write the model as a .wl whole-model file with `weightless.compress` (the CLI's container).
 
-    The encoded layers are stored as their filters (each re-encoded from its clustered weight
-    with the recorded options, which is deterministic, so the file holds the very filter the
-    model was retrained around); every other tensor is stored exactly. `raw_dtype="float16"`
-    stores the other floating tensors at half precision (the file is what is evaluated, so the
-    effect on accuracy is measured, not assumed). Afterwards the file is read back and every
-    encoded layer checked to decode to the model's in-memory weight bit for bit.
+    The encoded layers are stored as Algorithm 1 encoded them, filter or exact codec (each
+    re-encoded from its clustered weight with the recorded options, which is deterministic, so
+    the file holds the very filter the model was retrained around); every other tensor is stored
+    exactly, or as `layers` says: name -> `compress` options for further tensors to encode (e.g.
+    biases already clustered: `{"fc1.bias": {"codec": "exact", "clusters": 8}}`; each must decode
+    to the model's tensor, which is checked). `raw_dtype="float16"` stores the other floating
+    tensors at half precision (the file is what is evaluated, so the effect on accuracy is
+    measured, not assumed). Afterwards the file is read back and every encoded tensor checked to
+    decode to the model's in-memory tensor bit for bit.
     """
     if raw_dtype not in (None, "float16", "float32"):
         raise ValueError(f"raw_dtype must be None, 'float16' or 'float32', got {raw_dtype!r}")
     state = _state_numpy(model)
-    layers: dict[str, dict[str, Any]] = {}
+    chosen: dict[str, dict[str, Any]] = {}
     for r in results:
         name = r.weight_name
         if name not in state:
@@ -78,18 +82,26 @@ def export_wl(model: nn.Module, results: Sequence[LayerResult], path: str | os.P
         if not np.array_equal(state[name], r.encoded.decode()):
             raise ValueError(f"{name}: the model's weight is not the decoded layer (changed after algorithm1?)")
         state[name] = r.clustered
-        # The filter itself, whatever is smaller: the model was retrained around its false positives.
-        layers[name] = {**r.options, "codec": "bloomier"}
+        # The codec Algorithm 1 chose, whatever compress would pick: the model was retrained around it.
+        chosen[name] = {**r.options, "codec": r.codec}
+    for name, options in (layers or {}).items():
+        if name in chosen or name not in state:
+            problem = "an Algorithm 1 layer" if name in chosen else "not in the model"
+            raise ValueError(f"layers: {name!r} is {problem}")
+        chosen[name] = dict(options)
+    expected = {name: state[name] for name in chosen if name not in {r.weight_name for r in results}}
+    expected.update({r.weight_name: r.encoded.decode() for r in results})
     if raw_dtype is not None:
         for k, v in state.items():
-            if k not in layers and v.dtype.kind == "f":
+            if k not in chosen and v.dtype.kind == "f":
                 state[k] = v.astype(raw_dtype)
-    report = compress(state, path, layers=layers, overwrite=overwrite)
+    report = compress(state, path, layers=chosen, overwrite=overwrite)
     restored = decompress(path)
-    for r in results:
-        if not np.array_equal(restored[r.weight_name], r.encoded.decode()):
-            raise RuntimeError(f"{r.weight_name} decoded from {os.fspath(path)} differs from the model's weight; "
-                               "the encoding is not deterministic (a core bug)")
+    for name, tensor in expected.items():
+        if not np.array_equal(restored[name], tensor):
+            raise RuntimeError(f"{name} decoded from {os.fspath(path)} differs from the model's tensor; "
+                               + ("the encoding is not deterministic (a core bug)" if name not in (layers or {})
+                                  else "give it as already clustered, with its number of clusters"))
     return report
 
 

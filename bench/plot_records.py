@@ -1,0 +1,68 @@
+"""Size / test error of the whole-model MNIST records (bench/results/*.json, from `weightless
+record`) beside published whole-model results: docs/img/records.png.
+
+    python3 bench/plot_records.py [--out docs/img/records.png]
+
+Published figures (whole model, MNIST test error), as their papers state them: Deep
+Compression (Han et al. 2016), Weightless (Reagen et al. 2018; the 4.52 kB figure as quoted
+by later work), soft weight-sharing (Ullrich et al. 2017), Bayesian Compression (Louizos et al.
+2017) and MIRACLE (Havasi et al. 2019). Sizes are the float32 model divided by the compression
+factor where a paper gives only the factor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DENSE = {"lenet-300-100": 1_066_440, "lenet-5": 1_724_320}  # float32 bytes of the models
+
+# (method, model, compression factor, test error)
+PUBLISHED = [
+    ("Deep Compression", "lenet-300-100", 40, 0.0158),
+    ("Deep Compression", "lenet-5", 39, 0.0074),
+    ("soft weight-sharing", "lenet-300-100", 64, 0.0194),
+    ("soft weight-sharing", "lenet-5", 162, 0.0097),
+    ("Weightless (paper)", "lenet-5", 382, 0.0100),
+    ("Bayesian Compression", "lenet-5", 771, 0.0100),
+    ("MIRACLE", "lenet-5", 1110, 0.0096),
+    ("MIRACLE", "lenet-5", 555, 0.0069),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "img" / "records.png"))
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=80)
+    for ax, model in zip(axes, ("lenet-5", "lenet-300-100")):
+        methods = sorted({m for m, mod, _, _ in PUBLISHED if mod == model})
+        for i, method in enumerate(methods):
+            pts = [(DENSE[model] / f / 1000, 100 * e) for m, mod, f, e in PUBLISHED if mod == model and m == method]
+            ax.scatter(*zip(*pts), marker="s", color=f"C{i + 1}", label=method)
+        record = RESULTS / f"{model}.json"
+        if record.exists():
+            r = json.loads(record.read_text())
+            ax.scatter([r["wl"]["bytes"] / 1000], [100 * (1 - r["wl"]["accuracy"]["test"])], marker="*", s=160,
+                       color="C0", label="weightless (this repo)", zorder=3)
+            ax.axvline(r["targets"]["bytes"] / 1000, color="gray", ls=":", lw=0.8)
+            ax.axhline(100 * (1 - r["targets"]["accuracy"]), color="gray", ls=":", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("whole model (kB, log)")
+        ax.set_ylabel("test error (%)")
+        ax.set_title(model, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -495,7 +495,8 @@ def _float16_payload(name: str, a: np.ndarray) -> tuple[TensorEntry, bytes] | No
     """The entry and payload of a float tensor stored as IEEE half floats, or None if float16
     would overflow one of its finite values (it is then stored raw)."""
     wide = a.astype(np.float32)  # exact for bfloat16 and float32; float64 rounds once more below
-    half = wide.astype("<f2")
+    with np.errstate(over="ignore"):  # an overflow is detected below
+        half = wide.astype("<f2")
     if not np.array_equal(np.isfinite(half), np.isfinite(wide)):
         return None
     data = half.tobytes()

@@ -96,9 +96,11 @@ py::tuple bloomier_split(const py::buffer& data, const std::vector<uint64_t>& sh
     py::buffer_info info;
     auto [p, n] = bytes_of(data, info, "bloomier_split");
     model::BloomierPayload b;
-    {
+    try {
         py::gil_scoped_release release;
         b = model::parse_bloomier(p, n, shape);
+    } catch (const model::FormatError& e) {  // a payload, not a file: the caller says which
+        throw std::invalid_argument(e.what());
     }
     py::array_t<float> book(py::ssize_t(b.codebook.size()));
     std::copy(b.codebook.begin(), b.codebook.end(), book.mutable_data());

@@ -500,9 +500,11 @@ def _float16_payload(name: str, a: np.ndarray) -> tuple[TensorEntry, bytes] | No
     if not np.array_equal(np.isfinite(half), np.isfinite(wide)):
         return None
     data = half.tobytes()
-    reference = np.asarray(a, dtype=np.float64)
-    norm = float(np.linalg.norm(reference.ravel()))
-    error = float(np.linalg.norm((half.astype(np.float64) - reference).ravel())) / norm if norm else math.inf
+    reference = np.asarray(a, dtype=np.float64).ravel()
+    finite = np.isfinite(reference)  # inf and NaN are kept as they are; the error is of the rest
+    reference, rounded = reference[finite], half.ravel()[finite].astype(np.float64)
+    norm = float(np.linalg.norm(reference))
+    error = float(np.linalg.norm(rounded - reference)) / norm if norm else math.inf
     return TensorEntry(name, "float16", a.dtype.name, tuple(a.shape), 0, len(data), zlib.crc32(data),
                        relative_error=_finite(error)), data
 

@@ -263,7 +263,7 @@ void decode_bloomier(const Entry& e, const uint8_t* p, size_t n, void* out, unsi
 
 void decode_exact(const Entry& e, const uint8_t* p, size_t n, void* out) {
     const ExactInfo info = exact_info(p, n);
-    if (info.shape != e.shape) malformed("tensor " + quoted(e.name) + ": the exact payload's shape is not the tensor's");
+    if (info.shape != e.shape) malformed("the exact payload's shape is not the tensor's");
     const size_t total = size_t(e.numel);
     if (total == 0) return;
     const bool direct = kDtypes[e.dtype].itemsize == 4 && reinterpret_cast<uintptr_t>(out) % alignof(float) == 0;
@@ -425,9 +425,7 @@ void Reader::decode(size_t i, void* out, size_t out_bytes, unsigned threads) con
                 case kExact: decode_exact(e, p, n, out); break;
                 default: decode_bloomier(e, p, n, out, threads);
             }
-        } catch (const FormatError&) {
-            throw;
-        } catch (const std::invalid_argument& err) {  // the codecs' own errors: malformed payloads
+        } catch (const std::invalid_argument& err) {  // the payload's framing, or the codecs' own checks
             malformed("tensor " + quoted(e.name) + ": " + err.what());
         }
     });

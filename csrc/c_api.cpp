@@ -198,9 +198,9 @@ int wl_decode_tensor(const wl_model* model, size_t index, void* out, size_t out_
                                       std::to_string(model->reader->entries().size()) + " tensors)");
         const uint64_t need = model->reader->decoded_bytes(index);
         if (need > std::numeric_limits<size_t>::max())
-            fail(WL_ERR_UNSUPPORTED, model->source + ": tensor '" + t->name + "' is too large for this machine");
+            fail(WL_ERR_UNSUPPORTED, model->source + ": tensor " + model::quoted(t->name) + " is too large for this machine");
         if (need > out_bytes)
-            fail(WL_ERR_ARGUMENT, "tensor '" + t->name + "' needs " + std::to_string(need) + " bytes, the buffer has " +
+            fail(WL_ERR_ARGUMENT, "tensor " + model::quoted(t->name) + " needs " + std::to_string(need) + " bytes, the buffer has " +
                                       std::to_string(out_bytes));
         if (need && !out) fail(WL_ERR_ARGUMENT, "wl_decode_tensor: out is NULL");
         model->reader->decode(index, out, out_bytes, threads);

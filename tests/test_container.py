@@ -592,3 +592,26 @@ def test_container_reads_on_demand(tmp_path):
         assert "3 encoded" in repr(c)
     with pytest.raises(ValueError, match="closed"):
         c.read("steps")
+
+
+def _lenet5(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    state = {}
+    for name, shape in [("conv1", (20, 1, 5, 5)), ("conv2", (50, 20, 5, 5)), ("fc1", (500, 800)), ("fc2", (10, 500))]:
+        state[f"{name}.weight"] = rng.normal(0, 0.1, size=shape).astype(np.float32)
+        state[f"{name}.bias"] = rng.normal(0, 0.1, size=shape[0]).astype(np.float32)
+    return state
+
+
+def test_lenet5_container_overhead_is_at_most_250_bytes(tmp_path):
+    # Everything but the payloads (preamble, directory, trailer) for LeNet-5's 8 tensors, pruned
+    # and clustered (issue 12: at most 250 bytes; version 1 took about 2 kB).
+    state = _lenet5(_rng(12))
+    for metadata in (False, True):
+        report = container.compress(state, tmp_path / f"m{metadata}.wl", sparsity=0.92, clusters=16,
+                                    metadata=metadata)
+        overhead = report.compressed_bytes - sum(e.nbytes for e in report.tensors)
+        if not metadata:
+            assert overhead <= 250, overhead
+        else:
+            assert overhead > 250  # the JSON metadata: errors, baselines, candidates per tensor
+    assert len(report.tensors) == 8 and {e.kind for e in report.tensors} >= {"raw"}

@@ -129,7 +129,24 @@ uint64_t numel_of(const std::vector<uint64_t>& shape, size_t itemsize) {
     return p;
 }
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
+}  // namespace
+
+// A name in an error message: quoted, control characters, quote and backslash escaped, so that
+// every message stays one line whatever the file's names hold.
+std::string quoted(const std::string& s) {
+    static const char hex[] = "0123456789abcdef";
+    std::string out = "'";
+    for (unsigned char c : s) {
+        if (c < 0x20 || c == 0x7F || c == '\'' || c == '\\') {
+            out += c == '\'' ? "\\'" : c == '\\' ? "\\\\" : std::string("\\x") + hex[c >> 4] + hex[c & 15];
+        } else {
+            out += char(c);
+        }
+    }
+    return out + "'";
+}
+
+namespace {
 
 // The checks a reader and the writer share: ids, the shape, and what the codec allows.
 void check_entry(Entry& e) {

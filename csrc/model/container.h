@@ -46,6 +46,8 @@ size_t dtype_itemsize(uint8_t dtype);    // 0 for an unknown id
 bool dtype_is_float(uint8_t dtype);      // float16, bfloat16, float32, float64
 int dtype_id(const std::string& name);   // -1 for an unknown name
 const char* codec_name(uint8_t codec);   // "raw", "bloomier", "exact", "float16"; nullptr if unknown
+// A tensor name for an error message: 'quoted', with control characters, ' and \ escaped.
+std::string quoted(const std::string& name);
 
 struct FormatError : std::invalid_argument {
     using std::invalid_argument::invalid_argument;

@@ -109,12 +109,12 @@ class V1File:
             raise ValueError(f"{where}: dtype {dtype!r} is not allowed for a {kind} tensor")
         if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(_is_int(d) and d >= 0 for d in shape):
             raise ValueError(f"{where}: bad shape {shape!r}")
-        ints = {}
+        ints: dict[str, int] = {}
         statistics = {"raw": (), "encoded": ("kept", "clusters", "cell_bits", "false_positives"),
                       "exact": ("kept", "clusters")}[kind]
         for key in ("offset", "length", "crc32", *statistics):
             v = e.get(key)
-            if not _is_int(v) or v < 0:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{where}: {key} must be a non-negative integer, got {v!r}")
             ints[key] = v
         if ints["crc32"] >= 1 << 32:

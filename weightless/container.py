@@ -669,24 +669,24 @@ class Container:
         self.version = VERSION
         try:
             self._reader = _core.ModelReader(self.path)
-        except ValueError as e:  # the C++ reader's message: "malformed .wl file: ..."
-            raise ValueError(f"{self.path}: {e}") from None
+        except ValueError as err:  # the C++ reader's message: "malformed .wl file: ..."
+            raise ValueError(f"{self.path}: {err}") from None
         meta = self._reader.metadata()
         try:
             doc = json.loads(meta.decode("utf-8")) if meta else {}
             if not isinstance(doc, dict) or not isinstance(doc.get("tensors", {}), dict):
                 raise ValueError("not a JSON object with a tensors object")
             per_tensor = doc.pop("tensors", {})
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise _malformed(self.path, f"bad metadata ({e})") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise _malformed(self.path, f"bad metadata ({err})") from None
         self.metadata: dict[str, Any] = doc
         self.tensors: list[TensorEntry] = []
         for name, dtype, codec, shape, offset, length, crc in self._reader.entries():
             kind = KINDS[codec]
             try:
                 recorded = _recorded(per_tensor.get(name), f"tensor {name!r}", kind)
-            except ValueError as e:
-                raise _malformed(self.path, f"bad metadata ({e})") from None
+            except ValueError as err:
+                raise _malformed(self.path, f"bad metadata ({err})") from None
             e = TensorEntry(name, kind, dtype, tuple(shape), offset, length, crc, **recorded)
             if kind in _CODED and e.kept is None:  # no metadata: the statistics come from the payload
                 e = self._with_statistics(e, self._layer_of(e, self._payload_v3(len(self.tensors))))
@@ -701,8 +701,8 @@ class Container:
         for name, kind, dtype, shape, offset, length, crc, fields in v1.entries:
             try:
                 recorded = _recorded(fields, f"tensor {name!r}", kind)
-            except ValueError as e:
-                raise _malformed(self.path, f"bad header ({e})") from None
+            except ValueError as err:
+                raise _malformed(self.path, f"bad header ({err})") from None
             self.tensors.append(TensorEntry(name, kind, dtype, shape, offset, length, crc, **recorded))
         self._index = {e.name: i for i, e in enumerate(self.tensors)}
 

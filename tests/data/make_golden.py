@@ -184,8 +184,9 @@ def outliers() -> None:
     path = HERE / "outliers.wl"
     tmp = path.with_suffix(".tmp")
     writer = _core.ModelWriter(str(tmp))
-    for name, dtype, shape, share in [("heavy.weight", "float32", (40, 50), 0.1), ("half.weight", "float16", (30, 20), 0.1),
-                                      ("none.weight", "float32", (16, 16), 0.0)]:
+    layers = [("heavy.weight", "float32", (40, 50), 0.1), ("half.weight", "float16", (30, 20), 0.1),
+              ("none.weight", "float32", (16, 16), 0.0)]
+    for name, dtype, shape, share in layers:
         w = rng.standard_t(2, size=shape).astype(np.float32)
         c = prune_and_cluster(w, sparsity=0.8, clusters=8, seed=1)
         magnitude = np.abs(c.codebook[c.codes])

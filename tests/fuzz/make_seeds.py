@@ -8,8 +8,9 @@ many pieces, arity 3 and 4, t from 1 to 32, keys far from 0; layers of every ran
 encoded dtype, all-zero and empty layers, an outliers section; containers (version 3) with raw
 tensors of every dtype, a scalar, an empty tensor, non-ASCII names, every codec (bloomier with
 and without outliers, exact, float16), with and without metadata; the filter seeds cover both
-layouts (version 3 chunks, version 2 pieces). Rerun it when the format changes (docs/HARDENING.md); the seeds of an older version a
-reader still accepts stay, renamed v1-NAME, v2-NAME etc. by hand.
+layouts (version 3 chunks, version 2 pieces). Rerun it when the format changes
+(docs/HARDENING.md); the seeds of an older version a reader still meets stay, renamed v1-NAME,
+v2-NAME etc. by hand.
 """
 
 from __future__ import annotations

@@ -615,3 +615,25 @@ def test_lenet5_container_overhead_is_at_most_250_bytes(tmp_path):
         else:
             assert overhead > 250  # the JSON metadata: errors, baselines, candidates per tensor
     assert len(report.tensors) == 8 and {e.kind for e in report.tensors} >= {"raw"}
+
+
+def test_outliers_overlay_agrees_between_python_and_the_core():
+    # outliers.wl (tests/data/make_golden.py): bloomier payloads with an outliers section. The
+    # Python decode (EncodedLayer.decode) and the C++ reader's agree, and the outliers change
+    # what the filter alone decodes.
+    with open_container(os.path.join(os.path.dirname(__file__), "data", "outliers.wl")) as c:
+        assert c.metadata == {}
+        for e in c.tensors[:2]:
+            layer = c.encoded_layer(e.name)
+            assert layer.outliers is not None and layer.outliers.kept > 0
+            core = c.read(e.name, threads=1)
+            assert layer.decode(1, dtype=e.dtype).tobytes() == core.tobytes()
+            out = np.empty(e.shape, np.float32)
+            np.testing.assert_array_equal(layer.decode(1, out=out).astype(e.dtype), core)
+            positions, codes = layer.outliers.sparse()
+            flat = core.reshape(-1).astype(np.float32)
+            np.testing.assert_array_equal(flat[positions.astype(np.int64)],
+                                          layer.outliers.codebook[codes].astype(e.dtype).astype(np.float32))
+            alone = layer.filter.decode_weights(layer.size, layer.codebook, threads=1)
+            assert not np.array_equal(alone.astype(e.dtype), core.reshape(-1))
+            assert layer.nbytes == e.nbytes == len(layer.to_payload())

@@ -417,6 +417,7 @@ def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEn
             # Decoded through the filter itself: the decode-size limit guards against hostile
             # files, and this tensor is the caller's own, already in memory.
             decoded = layer.filter.decode_weights(layer.size, layer.codebook, threads=settings.get("threads"))
+            layer._overlay(decoded)  # the outliers, if the encoder stored any, as every reader applies them
             filter_quality = measure(w, decoded, clustered)
             del decoded
         if codec == "exact" or (codec == "auto" and len(clustered.codebook) <= EXACT_MAX_CLUSTERS):

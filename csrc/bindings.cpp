@@ -161,4 +161,5 @@ PYBIND11_MODULE(_core, m) {
     });
 
     void bind_exact(py::module_&); bind_exact(m);  // the exact codec: csrc/bindings_exact.cpp
+    void bind_model(py::module_&); bind_model(m);  // the .wl container: csrc/bindings_model.cpp
 }

@@ -1,4 +1,6 @@
-/* weightless C API: read and decode a .wl model container (docs/FORMAT.md) without Python.
+/* weightless C API: read and decode a .wl model container, format version 3 (docs/FORMAT.md,
+ * "The model container, version 3"), without Python. A thin layer over csrc/model/container.h,
+ * the one reader of the format (the Python package uses it too).
  *
  *   char err[256];
  *   wl_model* m = wl_open_file("model.wl", err, sizeof err);
@@ -14,9 +16,11 @@
  * one-line, NUL-terminated message to err (truncated to errlen bytes; err may be NULL when
  * errlen is 0). Nothing aborts on malformed input, and nothing reads outside the file's bytes.
  *
- * Opening reads the whole file into memory and checks the preamble, the file CRC-32, the JSON
- * header and the blob layout. Decoding a tensor checks its blob (CRC-32, the encoded-layer
- * checks) before writing the output. Decoded data is in the host's byte order, which must be
+ * Opening a file reads its trailer and directory (not the payloads) and checks them: lengths
+ * against the file's size, the directory CRC-32, names, dtypes, codecs, shapes. Decoding a
+ * tensor reads its payload and checks it (CRC-32, the codec's own checks) before writing the
+ * output. Version 1 files (JSON header, written before version 3) get WL_ERR_UNSUPPORTED:
+ * the Python package still reads them. Decoded data is in the host's byte order, which must be
  * little-endian (every supported target is).
  *
  * A wl_model is immutable after opening: decoding from several threads at once is safe.
@@ -43,9 +47,10 @@ enum {
     WL_ERR_INTERNAL = 6     /* anything else (e.g. a thread could not be started) */
 };
 
-/* How a tensor is stored: exactly as it is, in a Bloomier filter (lossy: false positives), or
- * by the exact codec (the pruned, clustered tensor, losslessly). */
-enum { WL_KIND_RAW = 0, WL_KIND_ENCODED = 1, WL_KIND_EXACT = 2 };
+/* How a tensor is stored (its codec id in the file): exactly as it is, in a Bloomier filter
+ * (lossy: false positives), by the exact codec (the pruned, clustered tensor, losslessly), or
+ * as IEEE half floats (a float tensor rounded to float16: lossy; written only when asked). */
+enum { WL_KIND_RAW = 0, WL_KIND_ENCODED = 1, WL_KIND_EXACT = 2, WL_KIND_FLOAT16 = 3 };
 
 /* Open a .wl file; NULL on error (message in err). */
 wl_model* wl_open_file(const char* path, char* err, size_t errlen);
@@ -63,7 +68,7 @@ size_t wl_tensor_count(const wl_model* model);
 const char* wl_tensor_name(const wl_model* model, size_t index);
 /* "bool", "int8", ..., "float64", "bfloat16" (numpy / ml_dtypes names): the dtype wl_decode_tensor writes. */
 const char* wl_tensor_dtype(const wl_model* model, size_t index);
-/* WL_KIND_RAW, WL_KIND_ENCODED or WL_KIND_EXACT; -1 for a bad index. */
+/* WL_KIND_RAW, WL_KIND_ENCODED, WL_KIND_EXACT or WL_KIND_FLOAT16; -1 for a bad index. */
 int wl_tensor_kind(const wl_model* model, size_t index);
 size_t wl_tensor_ndim(const wl_model* model, size_t index);
 /* ndim dimensions (NULL for a scalar or a bad index). */
@@ -74,15 +79,16 @@ uint64_t wl_tensor_numel(const wl_model* model, size_t index);
 size_t wl_tensor_itemsize(const wl_model* model, size_t index);
 /* Bytes wl_decode_tensor writes: numel * itemsize; SIZE_MAX if that does not fit in a size_t. */
 size_t wl_tensor_nbytes(const wl_model* model, size_t index);
-/* Bytes the tensor takes in the file (its blob). */
+/* Bytes the tensor takes in the file (its payload). */
 uint64_t wl_tensor_stored_bytes(const wl_model* model, size_t index);
 /* Index of the tensor called name; WL_ERR_ARGUMENT if there is none. */
 int wl_find_tensor(const wl_model* model, const char* name, size_t* index);
 
 /* Decode tensor `index` into out (C order, its dtype, host = little-endian byte order).
  * out_bytes must be at least wl_tensor_nbytes. threads: decoding threads for an encoded tensor,
- * 0 = all hardware threads; the output does not depend on it. An encoded tensor decodes to
- * float32 and is converted to its recorded dtype (float16, bfloat16: round to nearest even; float64). */
+ * 0 = all hardware threads; the output does not depend on it. An encoded, exact or float16
+ * tensor decodes to float32 and is converted to its dtype (float16, bfloat16: round to nearest
+ * even; float64). */
 int wl_decode_tensor(const wl_model* model, size_t index, void* out, size_t out_bytes, unsigned threads, char* err,
                      size_t errlen);
 

@@ -311,66 +311,111 @@ def test_every_flipped_byte_is_rejected(tmp_path):
 
 # --------------------------------------------------------------------------- the layout, independently
 
-
-def _parse(data: bytes) -> tuple[dict, int]:
-    """The header and the data area's start, following docs/FORMAT.md."""
-    magic, version, reserved, header_len = struct.unpack_from("<4sHHQ", data)
-    assert (magic, version, reserved) == (b"WLMF", 1, 0)
-    assert (16 + header_len) % 8 == 0
-    assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4])
-    return json.loads(data[16 : 16 + header_len]), 16 + header_len
+_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16",
+           "float32", "float64")
 
 
-def _rebuild(header: dict, data_area: bytes) -> bytes:
-    """A well-formed file (padding, checksum) around a header and data area, whatever they say."""
-    text = json.dumps(header).encode()
-    text += b" " * (-(16 + len(text)) % 8)
-    body = struct.pack("<4sHHQ", b"WLMF", 1, 0, len(text)) + text + data_area
-    return body + struct.pack("<I", zlib.crc32(body))
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        b = data[at]
+        at += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, at
+
+
+def _put_varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    return bytes(out + bytes([v]))
+
+
+def _parse(data: bytes) -> tuple[list[dict], bytes, bytes]:
+    """(directory records, payload area, metadata) of a version 3 file, following docs/FORMAT.md."""
+    magic, version, flags = struct.unpack_from("<4sHH", data)
+    assert (magic, version, flags) == (b"WLMF", 3, 0)
+    dir_len, meta_len, crc, magic2 = struct.unpack_from("<III4s", data, len(data) - 16)
+    assert magic2 == b"WLMF"
+    dir_start = len(data) - 16 - meta_len - dir_len
+    directory, metadata = data[dir_start : dir_start + dir_len], data[dir_start + dir_len : len(data) - 16]
+    assert zlib.crc32(directory + metadata) == crc
+    count, at = _varint(directory, 0)
+    records, offset = [], 8
+    for _ in range(count):
+        n, at = _varint(directory, at)
+        name = directory[at : at + n].decode()
+        dtype, codec, ndim = directory[at + n : at + n + 3]
+        at += n + 3
+        shape = []
+        for _ in range(ndim):
+            d, at = _varint(directory, at)
+            shape.append(d)
+        length, at = _varint(directory, at)
+        (crc,) = struct.unpack_from("<I", directory, at)
+        at += 4
+        records.append({"name": name, "dtype": _DTYPES[dtype], "codec": codec, "shape": shape, "offset": offset,
+                        "length": length, "crc32": crc})
+        offset += length
+    assert at == len(directory) and offset == dir_start
+    return records, data[8:dir_start], metadata
+
+
+def _build(records: list[dict], area: bytes, metadata: bytes = b"") -> bytes:
+    """A file whose directory says what `records` say (offsets implied), whatever that is."""
+    directory = bytearray(_put_varint(len(records)))
+    for r in records:
+        name = r["name"].encode("utf-8", "surrogatepass")
+        directory += _put_varint(len(name)) + name + bytes([_DTYPES.index(r["dtype"]) if isinstance(r["dtype"], str)
+                                                             else r["dtype"], r["codec"], len(r["shape"])])
+        directory += b"".join(_put_varint(d) for d in r["shape"]) + _put_varint(r["length"])
+        directory += struct.pack("<I", r["crc32"])
+    trailer = struct.pack("<III4s", len(directory), len(metadata), zlib.crc32(bytes(directory) + metadata), b"WLMF")
+    return b"WLMF" + struct.pack("<HH", 3, 0) + area + bytes(directory) + metadata + trailer
 
 
 def test_layout_follows_the_spec(tmp_path):
     state = _model()
     compress(state, tmp_path / "m.wl", **OPTIONS)
     data = (tmp_path / "m.wl").read_bytes()
-    header, start = _parse(data)
+    records, _, metadata = _parse(data)
+    info = json.loads(metadata)
     back = decompress(tmp_path / "m.wl")
-    expected_offset = 0
-    for e in header["tensors"]:
-        assert e["offset"] == expected_offset and (start + e["offset"]) % 8 == 0
-        blob = data[start + e["offset"] : start + e["offset"] + e["length"]]
-        assert zlib.crc32(blob) == e["crc32"]
-        if e["kind"] == "raw":
-            a = np.frombuffer(blob, dtype=np.dtype(e["dtype"]).newbyteorder("<")).reshape(e["shape"])
+    for r in records:
+        payload = data[r["offset"] : r["offset"] + r["length"]]
+        assert zlib.crc32(payload) == r["crc32"]
+        if r["codec"] == 0:
+            a = np.frombuffer(payload, dtype=np.dtype(r["dtype"]).newbyteorder("<")).reshape(r["shape"])
         else:
-            # WLLY: magic, version, ndim, reserved, clusters, false positives, filter length.
-            magic, version, ndim, _, k, fps, flen = struct.unpack_from("<4sHBBIQQ", blob)
-            assert (magic, version, fps) == (b"WLLY", 1, e["false_positives"])
-            shape = struct.unpack_from(f"<{ndim}Q", blob, 28)
-            codebook = np.frombuffer(blob, "<f4", k, 28 + 8 * ndim)
-            f = BloomierFilter.from_bytes(blob[28 + 8 * ndim + 4 * k : 28 + 8 * ndim + 4 * k + flen])
-            values = f.lookup_range(0, math.prod(shape))
+            # bloomier: varint clusters, varint false positives, codebook, varint filter length, filter.
+            assert r["codec"] == 1
+            k, at = _varint(payload, 0)
+            fps, at = _varint(payload, at)
+            assert fps == info["tensors"][r["name"]]["false_positives"]
+            codebook = np.frombuffer(payload, "<f4", k, at)
+            flen, at = _varint(payload, at + 4 * k)
+            assert at + flen == len(payload)  # no outliers section
+            f = BloomierFilter.from_bytes(payload[at:])
+            values = f.lookup_range(0, math.prod(r["shape"]))
             flat = np.where((values >= 0) & (values < k), codebook[np.clip(values, 0, k - 1)], np.float32(0))
-            a = flat.reshape(shape).astype(e["dtype"])
-        assert a.tobytes() == back[e["name"]].tobytes()
-        end = e["offset"] + e["length"]
-        expected_offset = -(-end // 8) * 8
-        assert data[start + end : start + expected_offset] == bytes(expected_offset - end)  # zero padding
-    assert start + expected_offset + 4 == len(data)
+            a = flat.reshape(r["shape"]).astype(r["dtype"])
+        assert a.tobytes() == back[r["name"]].tobytes()
 
 
 def _mutated(tmp_path, mutate, model=None) -> bytes:
     compress(model or _small_model(), tmp_path / "m.wl", layers=["w"], overwrite=True)
-    data = (tmp_path / "m.wl").read_bytes()
-    header, start = _parse(data)
-    area = bytearray(data[start:-4])
-    mutate(header, area)
-    return _rebuild(header, bytes(area))
+    records, area, metadata = _parse((tmp_path / "m.wl").read_bytes())
+    area = bytearray(area)
+    mutate(records, area)
+    return _build(records, bytes(area), metadata)
 
 
 def _set(index, key, value):
-    def mutate(header, area):
-        header["tensors"][index][key] = value
+    def mutate(records, area):
+        records[index][key] = value
 
     return mutate
 
@@ -378,27 +423,21 @@ def _set(index, key, value):
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (_set(1, "name", "w"), "appears twice"),
-        (_set(1, "offset", 0), "starts at 0"),
-        (_set(2, "offset", 10**6), "starts at"),
-        (_set(1, "length", 4), "4 bytes for shape"),
-        (_set(1, "dtype", "complex64"), "dtype 'complex64' is not allowed"),
-        (_set(0, "dtype", "int32"), "not allowed for a encoded tensor"),
-        (_set(1, "kind", "zipped"), "unknown kind"),
-        (_set(1, "shape", [-2]), "bad shape"),
-        (_set(1, "shape", [2.0]), "bad shape"),
-        (_set(1, "shape", [True, True]), "bad shape"),
-        (_set(1, "crc32", -1), "crc32 must be a non-negative integer"),
-        (_set(0, "kept", "many"), "kept must be"),
-        (_set(0, "kept", 40), "statistics out of range"),
-        (_set(0, "options", None), "options must be a JSON object"),
-        (lambda h, a: h["tensors"][1].pop("name"), "has no name"),
-        (lambda h, a: h.pop("tensors"), "no tensor list"),
-        (lambda h, a: h["tensors"].append(h["tensors"][2] | {"name": "extra"}), "starts at"),
-        (lambda h, a: a.extend(bytes(8)), "the data area has"),
+        (_set(1, "name", "w"), "'w' appears twice"),
+        (_set(1, "name", "\ud800"), "not valid UTF-8"),
+        (_set(1, "name", "a\0b"), "not valid UTF-8"),
+        (_set(1, "length", 4), "4 bytes for 2 float32"),
+        (_set(2, "length", 10**6), "extends past the payload area"),
+        (_set(1, "dtype", 13), "unknown dtype id 13"),
+        (_set(0, "dtype", "int32"), "bloomier needs a floating dtype, not int32"),
+        (_set(1, "codec", 9), "unknown codec id 9"),
+        (_set(1, "shape", [2**40, 2**40, 2**40]), "shape too large"),
+        (_set(1, "shape", [1] * 65), "more than 64 dimensions"),
+        (lambda r, a: r.append(r[2] | {"name": "extra"}), "extends past"),
+        (lambda r, a: a.extend(bytes(8)), "the payload area has"),
     ],
 )
-def test_inconsistent_headers_are_rejected(tmp_path, mutate, message):
+def test_inconsistent_directories_are_rejected(tmp_path, mutate, message):
     (tmp_path / "bad.wl").write_bytes(_mutated(tmp_path, mutate))
     with pytest.raises(ValueError, match=r"malformed \.wl file: .*" + message):
         decompress(tmp_path / "bad.wl")
@@ -407,25 +446,35 @@ def test_inconsistent_headers_are_rejected(tmp_path, mutate, message):
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (_set(0, "kept", 3), "does not match its header entry"),
-        (_set(0, "shape", [8, 4]), "does not match its header entry"),
+        (_set(0, "shape", [2, 2]), "more kept weights or false positives than positions"),
         (_set(1, "crc32", 12345), "tensor 'b': checksum mismatch"),
     ],
 )
-def test_blobs_are_checked_against_the_header(tmp_path, mutate, message):
+def test_payloads_are_checked_against_the_directory(tmp_path, mutate, message):
     (tmp_path / "bad.wl").write_bytes(_mutated(tmp_path, mutate))
-    with open_container(tmp_path / "bad.wl") as c:  # the header alone is consistent
+    with open_container(tmp_path / "bad.wl") as c:  # the directory alone is consistent
         with pytest.raises(ValueError, match=r"malformed \.wl file: .*" + message):
             c.read_all()
+
+
+def test_metadata_statistics_are_checked_against_the_payload(tmp_path):
+    compress(_small_model(), tmp_path / "m.wl", layers=["w"])
+    records, area, metadata = _parse((tmp_path / "m.wl").read_bytes())
+    info = json.loads(metadata)
+    info["tensors"]["w"]["kept"] += 1
+    (tmp_path / "bad.wl").write_bytes(_build(records, area, json.dumps(info).encode()))
+    with open_container(tmp_path / "bad.wl") as c:
+        with pytest.raises(ValueError, match="does not match its recorded statistics"):
+            c.encoded_layer("w")
 
 
 def test_booleans_must_be_zero_or_one(tmp_path):
     model = {"w": np.ones((2, 2), np.float32), "flags": np.array([True, False])}
 
-    def mutate(header, area):
-        e = header["tensors"][1]
-        area[e["offset"]] = 2
-        e["crc32"] = zlib.crc32(area[e["offset"] : e["offset"] + e["length"]])
+    def mutate(records, area):
+        r = records[1]
+        area[r["offset"] - 8] = 2
+        r["crc32"] = zlib.crc32(area[r["offset"] - 8 : r["offset"] - 8 + r["length"]])
 
     (tmp_path / "bad.wl").write_bytes(_mutated(tmp_path, mutate, model))
     with pytest.raises(ValueError, match="boolean bytes other than 0 and 1"):
@@ -435,17 +484,71 @@ def test_booleans_must_be_zero_or_one(tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda d: d[:4] + struct.pack("<H", 2) + d[6:], "unsupported version 2"),
-        (lambda d: d[:6] + b"\x01\x00" + d[8:], "reserved field is not zero"),
-        (lambda d: d[:8] + struct.pack("<Q", 2**63) + d[16:], "truncated"),
-        (lambda d: d[:8] + struct.pack("<Q", struct.unpack_from("<Q", d, 8)[0] - 1) + d[16:], "not 8-byte aligned"),
+        (lambda d: d[:4] + struct.pack("<H", 4) + d[6:], "unsupported .wl version 4"),
+        (lambda d: d[:6] + b"\x01\x00" + d[8:], "unknown flags"),
+        (lambda d: d[:-16] + struct.pack("<I", 2**31) + d[-12:], "truncated"),
+        (lambda d: d[:-4] + b"XXXX", "no trailer"),
+        (lambda d: d[:-8] + bytes([d[-8] ^ 1]) + d[-7:], "checksum mismatch in the directory"),
+        (lambda d: d[:20], "truncated|no trailer"),
     ],
 )
-def test_bad_preambles(tmp_path, edit, message):
+def test_bad_preambles_and_trailers(tmp_path, edit, message):
     compress(_small_model(), tmp_path / "m.wl")
     (tmp_path / "bad.wl").write_bytes(edit((tmp_path / "m.wl").read_bytes()))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=r"malformed \.wl file: .*(" + message + ")"):
         decompress(tmp_path / "bad.wl")
+
+
+@pytest.mark.parametrize("text, message", [(b"[1, 2]", "bad metadata"), (b"\xff\xfe", "bad metadata"),
+                                           (b"{", "bad metadata"), (b'{"tensors": {"w": 3}}', "not a JSON object")])
+def test_bad_metadata(tmp_path, text, message):
+    compress(_small_model(), tmp_path / "m.wl", layers=["w"])
+    records, area, _ = _parse((tmp_path / "m.wl").read_bytes())
+    (tmp_path / "bad.wl").write_bytes(_build(records, area, text))
+    with pytest.raises(ValueError, match=r"malformed \.wl file: .*" + message):
+        open_container(tmp_path / "bad.wl")
+
+
+def test_without_metadata_statistics_come_from_the_payloads(tmp_path):
+    compress(_small_model(), tmp_path / "a.wl", layers=["w"])
+    compress(_small_model(), tmp_path / "b.wl", layers=["w"], metadata=False)
+    with open_container(tmp_path / "a.wl") as a, open_container(tmp_path / "b.wl") as b:
+        assert b.metadata == {} and a.metadata["weightless_version"] == __version__
+        ea, eb = a.entry("w"), b.entry("w")
+        assert (ea.kept, ea.clusters, ea.cell_bits, ea.false_positives) == (eb.kept, eb.clusters, eb.cell_bits,
+                                                                            eb.false_positives)
+        assert eb.relative_error is None and ea.relative_error is not None
+        for name in a.names:
+            assert a.read(name).tobytes() == b.read(name).tobytes()
+
+
+def test_float16_storage_of_small_tensors(tmp_path):
+    import ml_dtypes
+
+    state = {"w": _rng(5).normal(size=(40, 40)).astype(np.float32), "b": _rng(6).normal(size=7).astype(np.float32),
+             "d": _rng(7).normal(size=5), "bf": np.array([1.5, -2.25, 3e38], np.float32).astype(ml_dtypes.bfloat16),
+             "big": np.array([1.0, 1e6], np.float32), "i": np.arange(3), "large": np.ones(100, np.float32)}
+    report = compress(state, tmp_path / "m.wl", layers=["w"], small_float16=10, **OPTIONS)
+    kinds = {e.name: e.kind for e in report.tensors}
+    # bf's 3e38 and big's 1e6 overflow float16: they stay raw, as do integers and larger tensors.
+    assert kinds == {"w": "encoded", "b": "float16", "d": "float16", "bf": "raw", "big": "raw", "i": "raw",
+                     "large": "raw"}
+    back = decompress(tmp_path / "m.wl")
+    for name in ("b", "d"):
+        assert back[name].dtype == state[name].dtype
+        np.testing.assert_array_equal(back[name], state[name].astype(np.float16).astype(state[name].dtype))
+    assert 0 < report.tensors[1].relative_error < 2**-11
+    with open_container(tmp_path / "m.wl") as c:
+        assert c.entry("b").nbytes == 14 and c.entry("b").kind == "float16"
+
+
+def test_legacy_v1_file_still_reads():
+    here = os.path.join(os.path.dirname(__file__), "data")
+    with open_container(os.path.join(here, "v1_basic.wl")) as c:
+        assert c.version == 1 and c.entry("fc1.weight").kind == "encoded"
+        got = b"".join(np.ascontiguousarray(a).tobytes() for a in c.read_all(threads=1).values())
+    with open(os.path.join(here, "v1_basic.expected.bin"), "rb") as f:
+        assert got == f.read()
 
 
 @pytest.mark.parametrize(
@@ -458,7 +561,7 @@ def test_bad_preambles(tmp_path, edit, message):
         (b"{", "bad header"),
     ],
 )
-def test_bad_json(tmp_path, text, message):
+def test_bad_json_in_legacy_v1_files(tmp_path, text, message):
     text += b" " * (-(16 + len(text)) % 8)
     body = struct.pack("<4sHHQ", b"WLMF", 1, 0, len(text)) + text
     (tmp_path / "bad.wl").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
@@ -489,3 +592,48 @@ def test_container_reads_on_demand(tmp_path):
         assert "3 encoded" in repr(c)
     with pytest.raises(ValueError, match="closed"):
         c.read("steps")
+
+
+def _lenet5(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    state = {}
+    for name, shape in [("conv1", (20, 1, 5, 5)), ("conv2", (50, 20, 5, 5)), ("fc1", (500, 800)), ("fc2", (10, 500))]:
+        state[f"{name}.weight"] = rng.normal(0, 0.1, size=shape).astype(np.float32)
+        state[f"{name}.bias"] = rng.normal(0, 0.1, size=shape[0]).astype(np.float32)
+    return state
+
+
+def test_lenet5_container_overhead_is_at_most_250_bytes(tmp_path):
+    # Everything but the payloads (preamble, directory, trailer) for LeNet-5's 8 tensors, pruned
+    # and clustered (issue 12: at most 250 bytes; version 1 took about 2 kB).
+    state = _lenet5(_rng(12))
+    for metadata in (False, True):
+        report = container.compress(state, tmp_path / f"m{metadata}.wl", sparsity=0.92, clusters=16,
+                                    metadata=metadata)
+        overhead = report.compressed_bytes - sum(e.nbytes for e in report.tensors)
+        if not metadata:
+            assert overhead <= 250, overhead
+        else:
+            assert overhead > 250  # the JSON metadata: errors, baselines, candidates per tensor
+    assert len(report.tensors) == 8 and {e.kind for e in report.tensors} >= {"raw"}
+
+
+def test_outliers_overlay_agrees_between_python_and_the_core():
+    # outliers.wl (tests/data/make_golden.py): bloomier payloads with an outliers section. The
+    # Python decode (EncodedLayer.decode) and the C++ reader's agree, and the outliers change
+    # what the filter alone decodes.
+    with open_container(os.path.join(os.path.dirname(__file__), "data", "outliers.wl")) as c:
+        assert c.metadata == {}
+        for e in c.tensors[:2]:
+            layer = c.encoded_layer(e.name)
+            assert layer.outliers is not None and layer.outliers.kept > 0
+            core = c.read(e.name, threads=1)
+            assert layer.decode(1, dtype=e.dtype).tobytes() == core.tobytes()
+            out = np.empty(e.shape, np.float32)
+            np.testing.assert_array_equal(layer.decode(1, out=out).astype(e.dtype), core)
+            positions, codes = layer.outliers.sparse()
+            flat = core.reshape(-1).astype(np.float32)
+            np.testing.assert_array_equal(flat[positions.astype(np.int64)],
+                                          layer.outliers.codebook[codes].astype(e.dtype).astype(np.float32))
+            alone = layer.filter.decode_weights(layer.size, layer.codebook, threads=1)
+            assert not np.array_equal(alone.astype(e.dtype), core.reshape(-1))
+            assert layer.nbytes == e.nbytes == len(layer.to_payload())

@@ -64,7 +64,7 @@ std::string shape_string(const wl_model* m, size_t i, const char* open, const ch
 }
 
 const char* kind_name(int kind) {
-    return kind == WL_KIND_ENCODED ? "encoded" : kind == WL_KIND_EXACT ? "exact" : "raw";
+    return kind == WL_KIND_ENCODED ? "encoded" : kind == WL_KIND_EXACT ? "exact" : kind == WL_KIND_FLOAT16 ? "float16" : "raw";
 }
 
 const char* npy_descr(const char* dtype) {

@@ -35,6 +35,7 @@ cdef extern from "weightless_c.h" nogil:
         WL_KIND_RAW
         WL_KIND_ENCODED
         WL_KIND_EXACT
+        WL_KIND_FLOAT16
 
     # Open a .wl file or an in-memory image (copied); NULL on error (message in err).
     wl_model* wl_open_file(const char* path, char* err, size_t errlen)
@@ -50,7 +51,7 @@ cdef extern from "weightless_c.h" nogil:
     size_t wl_tensor_count(const wl_model* model)
     const char* wl_tensor_name(const wl_model* model, size_t index)
     const char* wl_tensor_dtype(const wl_model* model, size_t index)  # numpy names: "float32", ...
-    int wl_tensor_kind(const wl_model* model, size_t index)  # WL_KIND_RAW / WL_KIND_ENCODED / WL_KIND_EXACT
+    int wl_tensor_kind(const wl_model* model, size_t index)  # WL_KIND_RAW / WL_KIND_ENCODED / WL_KIND_EXACT / WL_KIND_FLOAT16
     size_t wl_tensor_ndim(const wl_model* model, size_t index)
     const uint64_t* wl_tensor_shape(const wl_model* model, size_t index)  # NULL for a scalar
     uint64_t wl_tensor_numel(const wl_model* model, size_t index)

@@ -207,6 +207,12 @@ def _add_compress(sub: Subcommands) -> None:
     p.add_argument("--baselines", action="store_true",
                    help="also size CSR + zstd of each layer's kept weights (slower; Deep Compression style is "
                         "always sized), recorded in the file for inspect --baselines")
+    p.add_argument("--no-metadata", action="store_true",
+                   help="write no metadata (options, errors, baselines): the smallest file; inspect then shows "
+                        "only what decoding needs")
+    p.add_argument("--small-float16", type=int, metavar="N",
+                   help="store float tensors that are not encoded and have at most N elements (biases, norms) as "
+                        "float16: LOSSY (about 3 significant digits)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_run_compress)
 
@@ -281,7 +287,8 @@ def _run_compress(args: argparse.Namespace) -> None:
             options["max_error"] = args.max_error
         report = compress(args.input, args.output, layers=args.layers, overwrite=args.force,
                           progress=_want_progress(args), executor=executor, baselines=args.baselines,
-                          codec=args.codec, **options)
+                          codec=args.codec, metadata=not args.no_metadata, small_float16=args.small_float16,
+                          **options)
     if args.json:
         print(json.dumps(_compress_json(report), indent=2))
         _warn_after_compress(warnings, report)
@@ -305,6 +312,9 @@ def _run_compress(args: argparse.Namespace) -> None:
     raw = [e for e in report.tensors if e.kind == "raw"]
     if raw:
         print(f"{len(raw)} other tensor(s) stored exactly: {sum(e.nbytes for e in raw):,} bytes")
+    half = [e for e in report.tensors if e.kind == "float16"]
+    if half:
+        print(f"{len(half)} small tensor(s) stored as float16 (lossy): {sum(e.nbytes for e in half):,} bytes")
     print(f"total: {report.original_bytes:,} bytes -> {report.compressed_bytes:,} bytes "
           f"({_fmt_factor(_factor(report.original_bytes, report.compressed_bytes))}), wrote {report.path}")
     _warn_after_compress(warnings, report)
@@ -355,7 +365,10 @@ def _compress_json(report: CompressionReport) -> dict[str, Any]:
 def _entry_json(e: TensorEntry) -> dict[str, Any]:
     d: dict[str, Any] = {"name": e.name, "shape": list(e.shape), "dtype": e.dtype, "kind": e.kind,
                          "nbytes": e.nbytes}
-    if e.kind != "raw":
+    if e.kind == "float16":
+        d.update(codec="float16", relative_error=e.relative_error,
+                 compression_vs_input=_factor(e.original_nbytes, e.nbytes))
+    if e.kind in ("encoded", "exact"):
         d.update(codec="bloomier" if e.kind == "encoded" else e.kind, density=_density(e), kept=e.kept,
                  clusters=e.clusters, bits_per_kept_weight=_factor(8 * e.nbytes, e.kept or 0),
                  compression_vs_input=_factor(e.original_nbytes, e.nbytes), options=e.options,
@@ -427,7 +440,7 @@ def _run_inspect(args: argparse.Namespace) -> None:
     with open_container(args.input) as c:
         layers = [_entry_json(e) for e in c.tensors]
         original = sum(e.original_nbytes for e in c.tensors)
-        total = {"tensors": len(c.tensors), "encoded": sum(e.kind != "raw" for e in c.tensors),
+        total = {"tensors": len(c.tensors), "encoded": sum(e.kind in ("encoded", "exact") for e in c.tensors),
                  "original_bytes": original, "file_bytes": c.nbytes, "compression": _factor(original, c.nbytes)}
         metadata = c.metadata
     if args.json:
@@ -443,7 +456,7 @@ def _run_inspect(args: argparse.Namespace) -> None:
         header += ["Deep Compr.", "CSR+zstd"]
     rows = []
     for d in layers:
-        coded, filtered = d["kind"] != "raw", d["kind"] == "encoded"
+        coded, filtered = d["kind"] in ("encoded", "exact"), d["kind"] == "encoded"
         bits = d.get("bits_per_kept_weight")
         cand = d.get("candidates") or {}
         row = [d["name"], _shape(d["shape"]), d["dtype"], d.get("codec", "raw"),

@@ -12,13 +12,18 @@ import operator
 import os
 import struct
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from . import _core
 from .clustered import ClusteredTensor, prune_and_cluster
 from .dtypes import is_bfloat16, numpy_dtype
 from .filter import BloomierFilter
+
+if TYPE_CHECKING:  # weightless.exact imports this module
+    from .exact import ExactLayer
 
 __all__ = ["EncodedLayer", "encode_layer", "encode_clustered", "choose_cell_bits", "max_decode_bytes",
            "DEFAULT_FP_RATE"]
@@ -32,6 +37,10 @@ _VERSION = 1
 _HEADER = struct.Struct("<4sHBBIQQ")  # magic, version, ndim, reserved, clusters, false positives, filter bytes
 _MAX_NDIM = 32
 _DECODE_CHUNK = 1 << 18  # positions per chunk when decoding to float16 / float64
+
+
+def _varint_size(v: int) -> int:
+    return max(1, -(-v.bit_length() // 7))
 
 
 def max_decode_bytes() -> int:
@@ -99,16 +108,21 @@ class EncodedLayer:
 
     Attributes: `shape`, `codebook` (float32, ascending), `cell_bits`, `value_bits`,
     `kept` (number of kept weights), `false_positives` (zero weights that decode as nonzero),
-    `filter` (the `BloomierFilter`), `nbytes` (serialized size).
+    `filter` (the `BloomierFilter`), `outliers` (an `ExactLayer` of the same shape whose kept
+    weights overwrite the filter's values, or None), `nbytes` (its payload's size in a .wl file).
     """
 
-    __slots__ = ("shape", "codebook", "filter", "false_positives")
+    __slots__ = ("shape", "codebook", "filter", "false_positives", "outliers")
 
-    def __init__(self, shape: tuple[int, ...], codebook: np.ndarray, filter: BloomierFilter, false_positives: int):
+    def __init__(self, shape: tuple[int, ...], codebook: np.ndarray, filter: BloomierFilter, false_positives: int,
+                 outliers: ExactLayer | None = None):
         self.shape = tuple(int(d) for d in shape)
         self.codebook = np.ascontiguousarray(codebook, dtype=np.float32)
         self.filter = filter
         self.false_positives = int(false_positives)
+        if outliers is not None and outliers.shape != self.shape:
+            raise ValueError(f"outliers of shape {outliers.shape} for a layer of shape {self.shape}")
+        self.outliers = outliers
 
     @property
     def size(self) -> int:
@@ -132,11 +146,23 @@ class EncodedLayer:
 
     @property
     def nbytes(self) -> int:
-        return _HEADER.size + 8 * len(self.shape) + 4 * len(self.codebook) + self.filter.nbytes + 4
+        """Bytes of `to_payload()`: what the layer takes in a .wl file."""
+        k, f = len(self.codebook), self.filter.nbytes
+        outliers = self.outliers.nbytes if self.outliers is not None else 0
+        return _varint_size(k) + _varint_size(self.false_positives) + 4 * k + _varint_size(f) + f + outliers
+
+    def _overlay(self, flat: np.ndarray, begin: int = 0) -> None:
+        """Write the outliers' values over flat, which holds positions [begin, begin + len(flat))."""
+        if self.outliers is None:
+            return
+        positions, codes = self.outliers.sparse()
+        lo, hi = np.searchsorted(positions, [begin, begin + len(flat)])
+        flat[positions[lo:hi].astype(np.int64) - begin] = self.outliers.codebook[codes[lo:hi]]
 
     def decode(self, threads: int | None = None, dtype: DTypeLike = np.float32,
                out: np.ndarray | None = None) -> np.ndarray:
-        """The tensor: the clustered kept weights, the false positives, zeros elsewhere.
+        """The tensor: the clustered kept weights, the false positives, zeros elsewhere, and the
+        outliers (if any) over them.
 
         Decoded as float32; another floating `dtype` (float16, float64, or "bfloat16", which
         needs ml_dtypes) is converted a chunk at a time (float16 and bfloat16 round to nearest
@@ -159,13 +185,16 @@ class EncodedLayer:
             if not out.flags.c_contiguous:  # reshape would decode into a copy
                 raise ValueError("decode: out must be C-contiguous")
             self.filter.decode_weights(self.size, self.codebook, threads=threads, out=out.reshape(-1))
+            self._overlay(out.reshape(-1))
             return out
         try:
             check_decode_size(self.size * dtype.itemsize)
         except ValueError as e:
             raise ValueError(f"shape {self.shape}: {e}") from None
         if dtype == np.float32:
-            return self.filter.decode_weights(self.size, self.codebook, threads=threads).reshape(self.shape)
+            flat = self.filter.decode_weights(self.size, self.codebook, threads=threads)
+            self._overlay(flat)
+            return flat.reshape(self.shape)
         out = np.empty(self.size, dtype=dtype)
         k = len(self.codebook)
         book = np.append(self.codebook, np.float32(0))
@@ -173,11 +202,32 @@ class EncodedLayer:
             end = min(begin + _DECODE_CHUNK, self.size)
             # The same values decode_weights gives: codebook[v] for a value v < clusters, else 0.
             values = self.filter.lookup_range(begin, end)
-            out[begin:end] = book[np.where((values >= 0) & (values < k), values, k)]
+            chunk = book[np.where((values >= 0) & (values < k), values, k)]
+            self._overlay(chunk, begin)
+            out[begin:end] = chunk
         return out.reshape(self.shape)
 
+    def to_payload(self) -> bytes:
+        """The layer's payload in a .wl file (docs/FORMAT.md, "Bloomier payload"): the shape and
+        dtype are the container directory's, so they are not repeated here."""
+        outliers = self.outliers.to_bytes() if self.outliers is not None else None
+        return _core.bloomier_payload(self.codebook, self.false_positives, self.filter.to_bytes(), outliers)
+
+    @classmethod
+    def from_payload(cls, data: bytes | bytearray | memoryview, shape: tuple[int, ...]) -> EncodedLayer:
+        """Parse `to_payload` output for a tensor of this shape; ValueError if malformed."""
+        from .exact import ExactLayer
+
+        shape = tuple(int(d) for d in shape)
+        codebook, false_positives, filter_bytes, outliers = _core.bloomier_split(data, list(shape))  # checks it all
+        return cls(shape, codebook, BloomierFilter.from_bytes(filter_bytes), false_positives,
+                   ExactLayer(outliers) if outliers is not None else None)
+
     def to_bytes(self) -> bytes:
-        """Serialized layer: header, shape, codebook, filter, CRC-32 (docs/FORMAT.md)."""
+        """The standalone layer format of .wl version 1 (WLLY: header, shape, codebook, filter,
+        CRC-32; docs/FORMAT.md), which has no outliers section."""
+        if self.outliers is not None:
+            raise ValueError("to_bytes: the version 1 layer format has no outliers; use to_payload")
         filter_bytes = self.filter.to_bytes()
         body = b"".join(
             [
@@ -224,9 +274,10 @@ class EncodedLayer:
         return cls(shape, codebook, f, false_positives)
 
     def __repr__(self) -> str:
+        outliers = f", outliers={self.outliers.kept}" if self.outliers is not None else ""
         return (
             f"EncodedLayer(shape={self.shape}, kept={self.kept}, clusters={len(self.codebook)}, "
-            f"cell_bits={self.cell_bits}, false_positives={self.false_positives}, nbytes={self.nbytes})"
+            f"cell_bits={self.cell_bits}, false_positives={self.false_positives}{outliers}, nbytes={self.nbytes})"
         )
 
 

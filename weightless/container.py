@@ -1,13 +1,16 @@
 """The whole-model file (.wl): every tensor of a state dict, the chosen layers Weightless-encoded.
 
-Encoded layers are stored as `EncodedLayer.to_bytes()`; every other tensor is stored exactly, as
-the raw little-endian bytes of its dtype. A JSON header lists the tensors in order with their
-dtype, shape, place in the file, CRC-32 and, for encoded ones, the options and statistics of
-their encoding. The layout is specified in docs/FORMAT.md ("The model container (.wl)").
+This module is the policy: which tensors are encoded and by which codec, their options, the
+measurements recorded, progress and parallelism. The file itself (format version 3, docs/FORMAT.md
+"The model container, version 3") is read and written by the C++ core (csrc/model/container.h,
+`_core.ModelReader` / `_core.ModelWriter`), the same reader the C API and wl-decode use:
+payloads back to back, then a binary directory (name, dtype, codec, shape, length, CRC-32 per
+tensor), an optional JSON metadata blob (options, errors, baselines; written by this module)
+and a fixed-size trailer. Version 1 files (a JSON header) are still read (weightless._legacy_v1).
 
     report = compress(state_or_path, "model.wl", sparsity=0.9, cell_bits=8)
     state = decompress("model.wl")
-    with open_container("model.wl") as c:      # header only; tensors read on demand
+    with open_container("model.wl") as c:      # directory only; tensors read on demand
         layer = c.encoded_layer("fc1.weight")
 """
 
@@ -23,16 +26,17 @@ import json
 import math
 import operator
 import os
-import struct
 import sys
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Any, NoReturn, Union
+from typing import Any, Union
 
 import numpy as np
 
+from . import _core
+from ._legacy_v1 import V1File
 from .clustered import prune_and_cluster
 from .codec import EncodedLayer, check_decode_size, encode_clustered, encode_layer
 from .dtypes import ITEMSIZE, is_bfloat16, numpy_dtype
@@ -56,10 +60,12 @@ __all__ = [
 ]
 
 MAGIC = b"WLMF"
-VERSION = 1
-_PREAMBLE = struct.Struct("<4sHHQ")  # magic, version, reserved, header length
-_ALIGN = 8  # the data area and every blob start at multiples of 8 bytes of the file
-_CRC = struct.Struct("<I")
+VERSION = 3  # written; version 1 files are still read
+#: The kind of each codec id of the file's directory (TensorEntry.kind): "encoded" is the
+#: Bloomier filter (the codec "bloomier"), "float16" a float tensor stored as IEEE half floats.
+KINDS = ("raw", "encoded", "exact", "float16")
+_CODEC_IDS = {kind: i for i, kind in enumerate(KINDS)}
+_CODED = ("encoded", "exact")  # kinds with an encoding (options, kept weights, clusters)
 
 #: Without `layers`, compress encodes the floating tensors with ndim >= 2 and at least this many
 #: elements: the weight matrices and conv kernels, not biases, norms or small embeddings.
@@ -95,30 +101,30 @@ _UNRECORDED = ("threads",)
 Layers = Union[None, Sequence[str], Mapping[str, Mapping[str, Any]]]
 
 
-def _align(n: int) -> int:
-    return -(-n // _ALIGN) * _ALIGN
-
-
 # --------------------------------------------------------------------------- header entries
 
 
 @dataclass(frozen=True)
 class TensorEntry:
-    """One tensor of a .wl file, as its header describes it.
+    """One tensor of a .wl file, as its directory and metadata describe it.
 
-    `nbytes` is the length of its blob in the file. The encoding fields (`options`, `kept`,
-    `clusters`, `cell_bits`, `false_positives`) are None for raw tensors. The measurements
-    recorded when the tensor was encoded (None in files written before they were, and for raw
-    tensors): `relative_error` of the decoded tensor against the original and
-    `relative_error_clustered` against the pruned, clustered one (None if infinite: an all-zero
-    reference), and `baselines`, bytes other formats take for the same kept weights and codes.
+    `nbytes` is the length of its payload in the file, `offset` where the payload starts (from
+    the start of the file; in a version 1 file, from the start of its data area). The encoding
+    fields (`options`, `kept`, `clusters`, `cell_bits`, `false_positives`) are None for raw and
+    float16 tensors. The measurements recorded when the tensor was written (None in files
+    written without metadata or before they were recorded): `relative_error` of the decoded
+    tensor against the original and `relative_error_clustered` against the pruned, clustered
+    one (None if infinite: an all-zero reference), `baselines`, bytes other formats take for the
+    same kept weights and codes, and `candidates`, bytes each codec tried would have taken.
     """
 
     name: str
-    kind: str  # "raw", "encoded" (the Bloomier filter, lossy) or "exact" (the exact codec)
+    # "raw", "encoded" (the Bloomier filter, lossy), "exact" (the exact codec) or "float16"
+    # (IEEE half floats, lossy)
+    kind: str
     dtype: str
     shape: tuple[int, ...]
-    offset: int  # of the blob, from the start of the data area
+    offset: int
     nbytes: int
     crc32: int
     options: dict[str, Any] | None = None
@@ -141,18 +147,16 @@ class TensorEntry:
         """Bytes of the uncompressed tensor in its dtype."""
         return self.size * ITEMSIZE[self.dtype]
 
-    def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": list(self.shape),
-                             "offset": self.offset, "length": self.nbytes, "crc32": self.crc32}
-        if self.kind == "encoded":
-            d.update(options=self.options, kept=self.kept, clusters=self.clusters, cell_bits=self.cell_bits,
-                     false_positives=self.false_positives)
-        elif self.kind == "exact":
+    def metadata(self) -> dict[str, Any]:
+        """What the metadata blob records of this tensor (informative; the payload defines it)."""
+        d: dict[str, Any] = {}
+        if self.kind in _CODED:
             d.update(options=self.options, kept=self.kept, clusters=self.clusters)
-        if self.kind != "raw":
-            for key in ("relative_error", "relative_error_clustered", "baselines", "candidates"):
-                if getattr(self, key) is not None:
-                    d[key] = getattr(self, key)
+        if self.kind == "encoded":
+            d.update(cell_bits=self.cell_bits, false_positives=self.false_positives)
+        for key in ("relative_error", "relative_error_clustered", "baselines", "candidates"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
 
@@ -171,7 +175,8 @@ class CompressionReport:
 
     @property
     def encoded(self) -> list[TensorEntry]:
-        return [e for e in self.tensors if e.kind != "raw"]
+        """The tensors stored with an encoding: the filter ("encoded") or the exact codec."""
+        return [e for e in self.tensors if e.kind in _CODED]
 
 
 # --------------------------------------------------------------------------- writing
@@ -283,6 +288,8 @@ def compress(
     baselines: bool = False,
     codec: str = "auto",
     max_error: float | None = DEFAULT_MAX_ERROR,
+    metadata: bool = True,
+    small_float16: int | None = None,
     **layer_options: Any,
 ) -> CompressionReport:
     """Write a model to a .wl file, encoding the chosen layers and storing the rest exactly.
@@ -305,6 +312,15 @@ def compress(
             `max_error` of the clustered one (None: any error). A per-layer `codec` in `layers`
             overrides it.
         max_error: see `codec`; DEFAULT_MAX_ERROR by default.
+        metadata: write the JSON metadata blob (options, per-tensor errors, baselines, candidate
+            sizes, the folder's shard layout, the library version). Without it a file holds only
+            what decoding needs (LeNet-5: under 250 bytes besides the payloads); `inspect` then
+            shows no errors or baselines.
+        small_float16: store the float tensors that are not encoded (biases, norms) and have at
+            most this many elements as IEEE half floats (codec "float16"). LOSSY: values round
+            to float16's 11-bit significand (relative error up to 2^-11; tiny values lose more
+            as subnormals); a tensor whose finite values would overflow float16 stays raw.
+            None (the default): every such tensor is stored bit for bit.
         executor: a `concurrent.futures.Executor` to encode tensors on concurrently (a
             ProcessPoolExecutor for one machine, `distributed.Client(...).get_executor()` for a
             Dask cluster). The file is byte for byte the sequential one. Workers receive a
@@ -319,10 +335,10 @@ def compress(
     layer to encode or for a dtype the format cannot store.
 
     Sequentially, tensors are processed one at a time: a model file is read lazily (`weightless.io.open_state`)
-    and each tensor's blob goes to a temporary data file next to out_path as soon as it is made,
-    so memory holds one tensor (and its encoding) at a time, never the whole model. The header,
-    which lists every blob, is written last, then the data is copied behind it; the temporary
-    files are removed on any failure and out_path appears complete or not at all.
+    and each tensor's payload is appended to a temporary file next to out_path as soon as it is
+    made, so memory holds one tensor (and its encoding) at a time, never the whole model. The
+    directory, which lists every payload, is written last; the temporary file is renamed to
+    out_path when complete (removed on any failure), so out_path appears complete or not at all.
     """
     out = os.fspath(out_path)
     if os.path.isdir(out):
@@ -355,21 +371,23 @@ def compress(
                 name: {**common, **_check_options(overrides, f"layer {name!r}")}
                 for name, overrides in _select_layers(state, layers).items()
             }
-            metadata = {
+            if small_float16 is not None and (isinstance(small_float16, bool) or operator.index(small_float16) < 0):
+                raise ValueError(f"small_float16 must be a non-negative number of elements, got {small_float16!r}")
+            info: dict[str, Any] = {
                 "weightless_version": _library_version(),
                 "options": {k: v for k, v in common.items() if k not in _UNRECORDED},
                 "layers": None if layers is None else list(chosen),
             }
             if source is not None and any(t.shard is not None for t in state.values()):
                 # A checkpoint folder: which file held each tensor, so decompress writes it back alike.
-                metadata["folder"] = {"shards": {name: t.shard for name, t in state.items()},
+                info["folder"] = {"shards": {name: t.shard for name, t in state.items()},
                                       "index": os.path.exists(os.path.join(source, HF_INDEX))}
             if executor is not None:  # parallel over tensors: one thread per encode, unless asked
                 chosen = {name: {"threads": 1, **options} for name, options in chosen.items()}
             if baselines:
                 chosen = {name: {**options, "baselines": True} for name, options in chosen.items()}
-            write_atomically(out, lambda tmp: _write(tmp, metadata, state, chosen, progress, entries, source,
-                                                     executor), overwrite=overwrite)
+            write_atomically(out, lambda tmp: _write(tmp, info if metadata else None, state, chosen, progress, entries,
+                                                     source, executor, small_float16), overwrite=overwrite)
     except ValueError as e:  # a model file's problem names the file, whatever step found it
         if source is None or str(e).startswith(source):
             raise
@@ -399,6 +417,7 @@ def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEn
             # Decoded through the filter itself: the decode-size limit guards against hostile
             # files, and this tensor is the caller's own, already in memory.
             decoded = layer.filter.decode_weights(layer.size, layer.codebook, threads=settings.get("threads"))
+            layer._overlay(decoded)  # the outliers, if the encoder stored any, as every reader applies them
             filter_quality = measure(w, decoded, clustered)
             del decoded
         if codec == "exact" or (codec == "auto" and len(clustered.codebook) <= EXACT_MAX_CLUSTERS):
@@ -416,7 +435,7 @@ def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEn
     baselines = baseline_nbytes(clustered, zstd=zstd)
     if use_filter:
         assert layer is not None and filter_quality is not None
-        data, kind, quality = layer.to_bytes(), "encoded", filter_quality
+        data, kind, quality = layer.to_payload(), "encoded", filter_quality
         cell_bits: int | None = layer.cell_bits
         false_positives: int | None = layer.false_positives
     else:
@@ -466,9 +485,6 @@ def _library_version() -> str:
     return __version__
 
 
-_COPY_CHUNK = 1 << 24
-
-
 def _in_flight(executor: Executor) -> int:
     """Encoded tensors submitted ahead of the one being written: enough to keep every worker busy,
     few enough that memory holds a bounded number of tensors whatever the model's size."""
@@ -476,85 +492,97 @@ def _in_flight(executor: Executor) -> int:
     return 2 * (workers if isinstance(workers, int) and workers > 0 else os.cpu_count() or 1)
 
 
-def _write(tmp: str, metadata: dict[str, Any], state: Mapping[str, TensorSource], chosen: dict[str, dict[str, Any]],
-           progress: bool, entries: list[TensorEntry], source_path: str | None,
-           executor: Executor | None) -> None:
-    """Writes the .wl file to tmp; appends the entries written.
+def _float16_payload(name: str, a: np.ndarray) -> tuple[TensorEntry, bytes] | None:
+    """The entry and payload of a float tensor stored as IEEE half floats, or None if float16
+    would overflow one of its finite values (it is then stored raw)."""
+    wide = a.astype(np.float32)  # exact for bfloat16 and float32; float64 rounds once more below
+    with np.errstate(over="ignore"):  # an overflow is detected below
+        half = wide.astype("<f2")
+    if not np.array_equal(np.isfinite(half), np.isfinite(wide)):
+        return None
+    data = half.tobytes()
+    reference = np.asarray(a, dtype=np.float64).ravel()
+    finite = np.isfinite(reference)  # inf and NaN are kept as they are; the error is of the rest
+    reference, rounded = reference[finite], half.ravel()[finite].astype(np.float64)
+    norm = float(np.linalg.norm(reference))
+    error = float(np.linalg.norm(rounded - reference)) / norm if norm else math.inf
+    return TensorEntry(name, "float16", a.dtype.name, tuple(a.shape), 0, len(data), zlib.crc32(data),
+                       relative_error=_finite(error)), data
+
+
+def _write(tmp: str, info: dict[str, Any] | None, state: Mapping[str, TensorSource],
+           chosen: dict[str, dict[str, Any]], progress: bool, entries: list[TensorEntry], source_path: str | None,
+           executor: Executor | None, small_float16: int | None) -> None:
+    """Writes the .wl file to tmp (through the C++ writer); appends the entries written.
 
     Sequentially, one tensor is in memory at a time. With an executor, the encoded tensors are
     submitted in file order, a bounded number ahead, and written in file order as they finish,
-    so the file is byte for byte the sequential one.
+    so the file is byte for byte the sequential one. `info` is the metadata without its
+    per-tensor part, or None to write no metadata.
     """
-    spool = tmp + ".data"  # the data area, until the header that lists it is known
+    writer = _core.ModelWriter(tmp)
+    bar = _progress(len(state), progress)
+    pending: collections.deque[tuple[str, Future[tuple[TensorEntry, bytes]] | None]] = collections.deque()
+
+    def write(entry: TensorEntry, payload: bytes | memoryview) -> None:
+        entries.append(dataclasses.replace(entry, offset=writer.bytes_written))
+        try:
+            writer.append(entry.name, entry.dtype, _CODEC_IDS[entry.kind], list(entry.shape), payload)
+        except ValueError as e:  # the writer checks what a reader checks: a bug here, or a bad name
+            raise ValueError(f"tensor {entry.name!r}: {e}") from None
+        if bar is not None:
+            bar.update(1)
+
+    def write_next() -> None:
+        name, future = pending.popleft()
+        if future is not None:
+            write(*future.result())
+            return
+        t = state[name]
+        a = _loaded(t)
+        if name in chosen:
+            write(*_encode(name, a, chosen[name]))
+            return
+        if small_float16 is not None and t.dtype in ("float32", "float64", "bfloat16") and t.size <= small_float16:
+            half = _float16_payload(name, a)
+            if half is not None:
+                write(*half)
+                return
+        blob = _little_endian_bytes(a)  # the tensor's own memory when contiguous little-endian
+        write(TensorEntry(name, "raw", t.dtype, t.shape, 0, blob.nbytes, zlib.crc32(blob)), blob)
+
+    def submit(name: str) -> Future[tuple[TensorEntry, bytes]] | None:
+        if executor is None or name not in chosen:
+            return None  # done by write_next, when the tensor's turn comes
+        # A file's tensor is read by the worker; an in-memory state dict's array is sent.
+        tensor = _FileTensor(source_path, name) if source_path is not None else state[name].load()
+        return executor.submit(_encode_task, tensor, name, chosen[name])
+
+    limit = _in_flight(executor) if executor is not None else 0
     try:
-        with open(spool, "w+b") as data:
-            bar = _progress(len(state), progress)
-            pending: collections.deque[tuple[str, Future[tuple[TensorEntry, bytes]] | None]] = collections.deque()
-
-            def write(entry: TensorEntry, blob: bytes | memoryview) -> None:
-                offset = _align(entries[-1].offset + entries[-1].nbytes) if entries else 0
-                entries.append(dataclasses.replace(entry, offset=offset))
-                data.write(blob)
-                data.write(b"\0" * (_align(entry.nbytes) - entry.nbytes))
-                if bar is not None:
-                    bar.update(1)
-
-            def write_next() -> None:
-                name, future = pending.popleft()
-                if future is not None:
-                    write(*future.result())
-                    return
-                t = state[name]
-                a = _loaded(t)
-                if name in chosen:
-                    write(*_encode(name, a, chosen[name]))
-                else:
-                    blob = _little_endian_bytes(a)  # the tensor's own memory when contiguous little-endian
-                    write(TensorEntry(name, "raw", t.dtype, t.shape, 0, blob.nbytes, zlib.crc32(blob)), blob)
-
-            def submit(name: str) -> Future[tuple[TensorEntry, bytes]] | None:
-                if executor is None or name not in chosen:
-                    return None  # done by write_next, when the tensor's turn comes
-                # A file's tensor is read by the worker; an in-memory state dict's array is sent.
-                tensor = _FileTensor(source_path, name) if source_path is not None else state[name].load()
-                return executor.submit(_encode_task, tensor, name, chosen[name])
-
-            limit = _in_flight(executor) if executor is not None else 0
-            try:
-                for name in state:
-                    if executor is not None and name in chosen:  # wait while `limit` are in flight
-                        while sum(f is not None for _, f in pending) >= limit:
-                            write_next()
-                    pending.append((name, submit(name)))
-                    while pending and pending[0][1] is None:  # needs no waiting: its turn has come
-                        write_next()
-                while pending:
+        for name in state:
+            if executor is not None and name in chosen:  # wait while `limit` are in flight
+                while sum(f is not None for _, f in pending) >= limit:
                     write_next()
-            except BaseException:
-                for _, future in pending:  # nothing more is needed of the workers
-                    if future is not None:
-                        future.cancel()
-                raise
-            finally:
-                if bar is not None:
-                    bar.close()  # clears the bar even when a layer fails, so an error message starts a clean line
-
-            header = json.dumps({**metadata, "tensors": [e.to_json() for e in entries]},
-                                ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
-            # Trailing spaces (valid JSON whitespace) make the data area start on an aligned offset.
-            header += b" " * (_align(_PREAMBLE.size + len(header)) - _PREAMBLE.size - len(header))
-            with open(tmp, "wb") as f:
-                head = _PREAMBLE.pack(MAGIC, VERSION, 0, len(header)) + header
-                f.write(head)
-                crc = zlib.crc32(head)
-                data.seek(0)
-                while chunk := data.read(_COPY_CHUNK):
-                    f.write(chunk)
-                    crc = zlib.crc32(chunk, crc)
-                f.write(_CRC.pack(crc))
+            pending.append((name, submit(name)))
+            while pending and pending[0][1] is None:  # needs no waiting: its turn has come
+                write_next()
+        while pending:
+            write_next()
+    except BaseException:
+        for _, future in pending:  # nothing more is needed of the workers
+            if future is not None:
+                future.cancel()
+        raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(spool)
+        if bar is not None:
+            bar.close()  # clears the bar even when a layer fails, so an error message starts a clean line
+    metadata = b""
+    if info is not None:
+        tensors = {e.name: m for e in entries if (m := e.metadata())}
+        metadata = json.dumps({**info, "tensors": tensors}, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode("utf-8")
+    writer.finish(metadata)
 
 
 # --------------------------------------------------------------------------- reading
@@ -564,80 +592,49 @@ def _malformed(path: str, problem: str) -> ValueError:
     return ValueError(f"{path}: malformed .wl file: {problem}")
 
 
-def _reject_constant(token: str) -> NoReturn:
-    raise ValueError(f"{token} is not a valid JSON number here")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate key in a JSON object")
-    return dict(pairs)
-
-
-def _count(x: int | None) -> int:
-    """An encoded entry's statistic, which `_parse_entry` has checked is present."""
-    assert x is not None
-    return x
-
-
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _parse_entry(e: Any, i: int) -> TensorEntry:
-    """A header entry, type-checked; raises ValueError (without the path) naming the problem."""
-    if not isinstance(e, dict):
-        raise ValueError(f"tensor #{i} is not a JSON object")
-    name = e.get("name")
-    if not isinstance(name, str):
-        raise ValueError(f"tensor #{i} has no name")
-    where = f"tensor {name!r}"
-    kind, dtype, shape = e.get("kind"), e.get("dtype"), e.get("shape")
-    if kind not in ("raw", "encoded", "exact"):
-        raise ValueError(f"{where}: unknown kind {kind!r}")
-    if not isinstance(dtype, str) or dtype not in (RAW_DTYPES if kind == "raw" else ENCODED_DTYPES):
-        raise ValueError(f"{where}: dtype {dtype!r} is not allowed for a {kind} tensor")
-    if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(_is_int(d) and d >= 0 for d in shape):
-        raise ValueError(f"{where}: bad shape {shape!r}")
-    ints: dict[str, int] = {}
-    statistics = {"raw": (), "encoded": ("kept", "clusters", "cell_bits", "false_positives"),
-                  "exact": ("kept", "clusters")}[kind]
-    for key in ("offset", "length", "crc32", *statistics):
-        v = e.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+def _recorded(d: Any, where: str, kind: str) -> dict[str, Any]:
+    """A tensor's recorded statistics and measurements (metadata, or a version 1 header entry),
+    type-checked; raises ValueError (without the path) naming the problem."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    out: dict[str, Any] = {}
+    statistics = {"encoded": ("kept", "clusters", "cell_bits", "false_positives"), "exact": ("kept", "clusters")}
+    for key in statistics.get(kind, ()):
+        v = d.get(key)
+        if v is not None and (not _is_int(v) or v < 0):
             raise ValueError(f"{where}: {key} must be a non-negative integer, got {v!r}")
-        ints[key] = v
-    if ints["crc32"] >= 1 << 32:
-        raise ValueError(f"{where}: crc32 out of range")
-    options = e.get("options")
-    if kind != "raw" and not isinstance(options, dict):
-        raise ValueError(f"{where}: options must be a JSON object")
-    errors: dict[str, float | None] = {}
+        out[key] = v
+    if kind in _CODED:
+        if d.get("options") is not None and not isinstance(d["options"], dict):
+            raise ValueError(f"{where}: options must be a JSON object")
+        out["options"] = d.get("options")
     for key in ("relative_error", "relative_error_clustered"):
-        v = e.get(key)
+        v = d.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf):
             raise ValueError(f"{where}: {key} must be a non-negative number, got {v!r}")
-        errors[key] = None if v is None or kind == "raw" else float(v)
-    sizes: dict[str, dict[str, int] | None] = {}
+        out[key] = None if v is None or kind == "raw" else float(v)
     for key in ("baselines", "candidates"):
-        v = e.get(key)
+        v = d.get(key)
         if v is not None and not (isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) and n >= 0
                                                               for k, n in v.items())):
             raise ValueError(f"{where}: {key} must map names to byte counts, got {v!r}")
-        sizes[key] = v if kind != "raw" else None
-    return TensorEntry(name, kind, dtype, tuple(shape), ints["offset"], ints["length"], ints["crc32"],
-                       options if kind != "raw" else None, ints.get("kept"), ints.get("clusters"),
-                       ints.get("cell_bits"), ints.get("false_positives"), errors["relative_error"],
-                       errors["relative_error_clustered"], sizes["baselines"], sizes["candidates"])
+        out[key] = v if kind in _CODED else None
+    return out
 
 
 class Container:
-    """An open .wl file: the header is read and checked, tensors are read on demand.
+    """An open .wl file: the directory (and metadata) read and checked, tensors read on demand.
 
     Use as a context manager (or call `close`). Attributes: `tensors` (the `TensorEntry` list in
-    file order), `metadata` (the header without the tensor list: library version, options),
-    `path`, `nbytes` (file size).
+    file order), `metadata` (the metadata without its per-tensor part: library version,
+    options; {} if the file has none), `path`, `nbytes` (file size), `version` (3, or 1 for a
+    legacy file).
     """
 
     def __init__(self, path: PathLike):
@@ -647,8 +644,10 @@ class Container:
         if os.path.isdir(self.path):
             raise ValueError(f"{self.path}: is a directory, not a .wl file")
         self._file: io.BufferedReader | None = open(self.path, "rb")
+        self._v1: V1File | None = None
+        self._reader: Any = None
         try:
-            self._read_header()
+            self._open()
         except BaseException:
             self.close()
             raise
@@ -658,77 +657,62 @@ class Container:
             raise ValueError(f"{self.path}: the container is closed")
         return self._file
 
-    def _read_header(self) -> None:
+    def _open(self) -> None:
         f = self._opened()
-        size = self.nbytes = os.fstat(f.fileno()).st_size
-        preamble = f.read(_PREAMBLE.size)
-        if len(preamble) < 4 or preamble[:4] != MAGIC:
-            raise _malformed(self.path, f"not a weightless model file (starts with {preamble[:4]!r}, not {MAGIC!r})")
-        if len(preamble) < _PREAMBLE.size:
-            raise _malformed(self.path, f"truncated ({size} bytes)")
-        _, version, reserved, header_len = _PREAMBLE.unpack(preamble)
-        if version != VERSION:
-            raise _malformed(self.path, f"unsupported version {version} (this library reads version {VERSION})")
-        if reserved:
-            raise _malformed(self.path, "reserved field is not zero")
-        # Sizes are checked against the file before anything is allocated for them.
-        if header_len > size - _PREAMBLE.size - _CRC.size:
-            raise _malformed(self.path, f"truncated (header of {header_len} bytes in a {size}-byte file)")
-        if (_PREAMBLE.size + header_len) % _ALIGN:
-            raise _malformed(self.path, "the data area is not 8-byte aligned")
-        raw_header = f.read(header_len)
-        self._data_start = _PREAMBLE.size + header_len
-        self._verify_checksum(preamble + raw_header, size)
+        self.nbytes = os.fstat(f.fileno()).st_size
+        head = f.read(6)
+        if len(head) < 4 or head[:4] != MAGIC:
+            raise _malformed(self.path, f"not a weightless model file (starts with {head[:4]!r}, not {MAGIC!r})")
+        if head[4:6] == b"\x01\x00":  # LEGACY: a version 1 file, read by weightless._legacy_v1
+            self.version = 1
+            self._open_v1()
+            return
+        self.version = VERSION
         try:
-            header = json.loads(raw_header.decode("utf-8"), parse_constant=_reject_constant,
-                                object_pairs_hook=_unique_keys)
-            if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
-                raise ValueError("the header has no tensor list")
-            entries = [_parse_entry(e, i) for i, e in enumerate(header["tensors"])]
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise _malformed(self.path, f"bad header ({e})") from None
-        self._check_layout(entries, size)
-        self.tensors: list[TensorEntry] = entries
-        self.metadata: dict[str, Any] = {k: v for k, v in header.items() if k != "tensors"}
-        self._by_name = {e.name: e for e in entries}
+            self._reader = _core.ModelReader(self.path)
+        except ValueError as err:  # the C++ reader's message: "malformed .wl file: ..."
+            raise ValueError(f"{self.path}: {err}") from None
+        meta = self._reader.metadata()
+        try:
+            doc = json.loads(meta.decode("utf-8")) if meta else {}
+            if not isinstance(doc, dict) or not isinstance(doc.get("tensors", {}), dict):
+                raise ValueError("not a JSON object with a tensors object")
+            per_tensor = doc.pop("tensors", {})
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise _malformed(self.path, f"bad metadata ({err})") from None
+        self.metadata: dict[str, Any] = doc
+        self.tensors: list[TensorEntry] = []
+        for name, dtype, codec, shape, offset, length, crc in self._reader.entries():
+            kind = KINDS[codec]
+            try:
+                recorded = _recorded(per_tensor.get(name), f"tensor {name!r}", kind)
+            except ValueError as err:
+                raise _malformed(self.path, f"bad metadata ({err})") from None
+            e = TensorEntry(name, kind, dtype, tuple(shape), offset, length, crc, **recorded)
+            if kind in _CODED and e.kept is None:  # no metadata: the statistics come from the payload
+                e = self._with_statistics(e, self._layer_of(e, self._payload_v3(len(self.tensors))))
+            self.tensors.append(e)
+        self._index = {e.name: i for i, e in enumerate(self.tensors)}
 
-    def _verify_checksum(self, head: bytes, size: int) -> None:
-        # Streamed, so checking a large file does not hold it in memory.
-        f = self._opened()
-        crc = zlib.crc32(head)
-        remaining = size - len(head) - _CRC.size
-        while remaining > 0:
-            chunk = f.read(min(remaining, 1 << 20))
-            if not chunk:
-                raise _malformed(self.path, "the file changed while it was read")
-            crc = zlib.crc32(chunk, crc)
-            remaining -= len(chunk)
-        stored = f.read(_CRC.size)
-        if len(stored) != _CRC.size or _CRC.unpack(stored)[0] != crc:
-            raise _malformed(self.path, "checksum mismatch (the file is truncated or corrupted)")
+    def _open_v1(self) -> None:
+        v1 = self._v1 = V1File(self.path, self._opened(), self.nbytes, lambda p: _malformed(self.path, p),
+                               RAW_DTYPES, ENCODED_DTYPES)
+        self.metadata = v1.metadata
+        self.tensors = []
+        for name, kind, dtype, shape, offset, length, crc, fields in v1.entries:
+            try:
+                recorded = _recorded(fields, f"tensor {name!r}", kind)
+            except ValueError as err:
+                raise _malformed(self.path, f"bad header ({err})") from None
+            self.tensors.append(TensorEntry(name, kind, dtype, shape, offset, length, crc, **recorded))
+        self._index = {e.name: i for i, e in enumerate(self.tensors)}
 
-    def _check_layout(self, entries: list[TensorEntry], size: int) -> None:
-        # Blobs follow each other in tensor order, each at the next aligned offset, so offsets
-        # cannot overlap, leave holes or point outside the data area.
-        names: set[str] = set()
-        expected = 0
-        for e in entries:
-            if e.name in names:
-                raise _malformed(self.path, f"tensor {e.name!r} appears twice")
-            names.add(e.name)
-            if e.offset != expected:
-                raise _malformed(self.path, f"tensor {e.name!r} starts at {e.offset}, expected {expected}")
-            if e.kind == "raw" and e.size * ITEMSIZE[e.dtype] != e.nbytes:
-                raise _malformed(self.path, f"tensor {e.name!r}: {e.nbytes} bytes for shape {e.shape} of {e.dtype}")
-            if e.kind == "encoded" and (_count(e.kept) + _count(e.false_positives) > e.size
-                                        or _count(e.clusters) > 1 << 16 or not 1 <= _count(e.cell_bits) <= 32):
-                raise _malformed(self.path, f"tensor {e.name!r}: encoding statistics out of range")
-            if e.kind == "exact" and (_count(e.kept) > e.size or _count(e.clusters) > EXACT_MAX_CLUSTERS):
-                raise _malformed(self.path, f"tensor {e.name!r}: encoding statistics out of range")
-            expected = _align(e.offset + e.nbytes)
-        data_len = size - self._data_start - _CRC.size
-        if expected != data_len:
-            raise _malformed(self.path, f"the tensors take {expected} bytes but the data area has {data_len}")
+    @staticmethod
+    def _with_statistics(e: TensorEntry, layer: EncodedLayer | ExactLayer) -> TensorEntry:
+        if isinstance(layer, EncodedLayer):
+            return dataclasses.replace(e, kept=layer.kept, clusters=len(layer.codebook), cell_bits=layer.cell_bits,
+                                       false_positives=layer.false_positives)
+        return dataclasses.replace(e, kept=layer.kept, clusters=len(layer.codebook))
 
     # -- access
 
@@ -738,59 +722,60 @@ class Container:
 
     def entry(self, name: str) -> TensorEntry:
         try:
-            return self._by_name[name]
+            return self.tensors[self._index[name]]
         except KeyError:
             raise KeyError(f"no tensor named {name!r} in {self.path}") from None
 
-    def _blob(self, e: TensorEntry) -> bytearray:
-        f = self._opened()
-        f.seek(self._data_start + e.offset)
-        buf = bytearray(e.nbytes)  # mutable, so arrays viewing it are writable
-        if f.readinto(buf) != e.nbytes:
-            raise _malformed(self.path, "the file changed while it was read")
-        if zlib.crc32(buf) != e.crc32:
-            raise _malformed(self.path, f"tensor {e.name!r}: checksum mismatch (the data is corrupted)")
-        return buf
+    def _payload_v3(self, index: int) -> bytes:
+        try:
+            return self._reader.payload(index)
+        except ValueError as err:
+            raise ValueError(f"{self.path}: {err}") from None
+
+    def _payload(self, e: TensorEntry) -> bytes | bytearray:
+        self._opened()
+        if self._v1 is not None:
+            return self._v1.blob(e.name, e.offset, e.nbytes, e.crc32)
+        return self._payload_v3(self._index[e.name])
+
+    def _layer_of(self, e: TensorEntry, data: bytes | bytearray) -> EncodedLayer | ExactLayer:
+        try:
+            if e.kind == "exact":
+                layer: EncodedLayer | ExactLayer = ExactLayer.from_bytes(data)
+            elif self._v1 is not None:
+                layer = EncodedLayer.from_bytes(data)
+            else:
+                layer = EncodedLayer.from_payload(data, e.shape)
+        except ValueError as err:
+            raise _malformed(self.path, f"tensor {e.name!r}: {err}") from None
+        if layer.shape != e.shape:
+            raise _malformed(self.path, f"tensor {e.name!r}: the {e.kind} layer's shape is not the tensor's")
+        return layer
+
+    def _checked_layer(self, e: TensorEntry) -> EncodedLayer | ExactLayer:
+        """The layer, its statistics checked against the entry's (from a v1 header or metadata)."""
+        layer = self._layer_of(e, self._payload(e))
+        if self._with_statistics(e, layer) != e:
+            raise _malformed(self.path, f"tensor {e.name!r}: the {e.kind} layer does not match its recorded statistics")
+        return layer
 
     def encoded_layer(self, name: str) -> EncodedLayer:
-        """The `EncodedLayer` of a tensor stored in a Bloomier filter, checked against its header entry."""
+        """The `EncodedLayer` of a tensor stored in a Bloomier filter, checked against its entry."""
         e = self.entry(name)
         if e.kind != "encoded":
             raise ValueError(f"tensor {name!r} is stored {e.kind}, not in a filter")
-        blob = self._blob(e)
-        try:
-            layer = EncodedLayer.from_bytes(blob)
-        except ValueError as err:
-            raise _malformed(self.path, f"tensor {name!r}: {err}") from None
-        stats = (layer.shape, layer.kept, len(layer.codebook), layer.cell_bits, layer.false_positives)
-        if stats != (e.shape, e.kept, e.clusters, e.cell_bits, e.false_positives):
-            raise _malformed(self.path, f"tensor {name!r}: the encoded layer does not match its header entry")
+        layer = self._checked_layer(e)
+        assert isinstance(layer, EncodedLayer)
         return layer
 
     def exact_layer(self, name: str) -> ExactLayer:
-        """The `ExactLayer` of a tensor stored by the exact codec, checked against its header entry."""
+        """The `ExactLayer` of a tensor stored by the exact codec, checked against its entry."""
         e = self.entry(name)
         if e.kind != "exact":
             raise ValueError(f"tensor {name!r} is stored {e.kind}, not by the exact codec")
-        try:
-            layer = ExactLayer.from_bytes(self._blob(e))
-        except ValueError as err:
-            raise _malformed(self.path, f"tensor {name!r}: {err}") from None
-        if (layer.shape, layer.kept, len(layer.codebook)) != (e.shape, e.kept, e.clusters):
-            raise _malformed(self.path, f"tensor {name!r}: the exact layer does not match its header entry")
+        layer = self._checked_layer(e)
+        assert isinstance(layer, ExactLayer)
         return layer
-
-    def _layer(self, e: TensorEntry) -> EncodedLayer | ExactLayer:
-        return self.encoded_layer(e.name) if e.kind == "encoded" else self.exact_layer(e.name)
-
-    def _raw(self, e: TensorEntry) -> np.ndarray:
-        dtype = numpy_dtype(e.dtype)
-        buf = self._blob(e)
-        if dtype == np.bool_ and buf.translate(None, b"\x00\x01"):  # anything but 0 and 1 left
-            raise _malformed(self.path, f"tensor {e.name!r}: boolean bytes other than 0 and 1")
-        if sys.byteorder == "little":
-            return np.frombuffer(buf, dtype=dtype).reshape(e.shape)
-        return np.frombuffer(buf, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(e.shape)
 
     def _check_decode_size(self, entries: Sequence[TensorEntry]) -> None:
         """ValueError before anything is allocated if decoding these tensors would exceed the
@@ -802,27 +787,44 @@ class Container:
         except ValueError as err:
             raise ValueError(f"{self.path}: {what}: {err}") from None
 
+    def _read_v1(self, e: TensorEntry, threads: int | None) -> np.ndarray:
+        """LEGACY: a tensor of a version 1 file, decoded in Python."""
+        if e.kind != "raw":
+            return _decoded(self._checked_layer(e), e, threads)
+        dtype = numpy_dtype(e.dtype)
+        buf = self._payload(e)
+        if dtype == np.bool_ and buf.translate(None, b"\x00\x01"):  # anything but 0 and 1 left
+            raise _malformed(self.path, f"tensor {e.name!r}: boolean bytes other than 0 and 1")
+        if sys.byteorder == "little":
+            return np.frombuffer(buf, dtype=dtype).reshape(e.shape)
+        return np.frombuffer(buf, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(e.shape)
+
     def read(self, name: str, *, threads: int | None = None) -> np.ndarray:
-        """One tensor, decoded if it is encoded, in its original dtype and shape."""
+        """One tensor, decoded, in its original dtype and shape."""
         e = self.entry(name)
-        if e.kind == "raw":
-            return self._raw(e)
-        self._check_decode_size([e])
-        return _decoded(self._layer(e), e, threads)
+        self._opened()
+        if e.kind != "raw":
+            self._check_decode_size([e])
+        if self._v1 is not None:
+            return self._read_v1(e, threads)
+        out = np.empty(e.shape, dtype=numpy_dtype(e.dtype))
+        try:  # the C++ reader: the payload's CRC and codec checks, then every codec's decoder
+            self._reader.decode(self._index[name], out.reshape(-1).view(np.uint8), 0 if threads is None else threads)
+        except ValueError as err:
+            raise ValueError(f"{self.path}: {err}") from None
+        return out
 
     def read_all(self, *, threads: int | None = None) -> dict[str, np.ndarray]:
-        """Every tensor in file order. All blobs are read and checked before any layer is decoded."""
+        """Every tensor in file order (the decoded size is checked for all of them first)."""
         if self.tensors:
             self._check_decode_size(self.tensors)
-        loaded: dict[str, np.ndarray | EncodedLayer | ExactLayer] = {
-            e.name: self._raw(e) if e.kind == "raw" else self._layer(e) for e in self.tensors}
-        return {e.name: t if isinstance(t := loaded[e.name], np.ndarray) else _decoded(t, e, threads)
-                for e in self.tensors}
+        return {e.name: self.read(e.name, threads=threads) for e in self.tensors}
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._reader = None
 
     def __enter__(self) -> Container:
         return self
@@ -831,7 +833,7 @@ class Container:
         self.close()
 
     def __repr__(self) -> str:
-        encoded = sum(e.kind == "encoded" for e in self.tensors)
+        encoded = sum(e.kind in _CODED for e in self.tensors)
         return f"Container({self.path!r}, {len(self.tensors)} tensors, {encoded} encoded, {self.nbytes} bytes)"
 
 
@@ -843,7 +845,7 @@ def _decoded(layer: EncodedLayer | ExactLayer, e: TensorEntry, threads: int | No
 
 
 def open_container(path: PathLike) -> Container:
-    """Open a .wl file: reads and checks its header and checksum, not its tensors."""
+    """Open a .wl file: reads and checks its directory and metadata, not its tensors' payloads."""
     return Container(path)
 
 

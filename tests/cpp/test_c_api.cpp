@@ -1,4 +1,4 @@
-// Tests of the C API (csrc/weightless_c.h) and the JSON reader (csrc/json_min.h).
+// Tests of the C API (csrc/weightless_c.h) over the .wl v3 reader (csrc/model/container.h).
 //
 //   wl_test_c_api DATA_DIR                               golden files + malformed inputs
 //   wl_test_c_api --check-npy FILE.npy MODEL.wl TENSOR   a .npy written by wl-decode
@@ -12,7 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "json_min.h"
+#include <cmath>
+
+#include "codecs/exact.h"
+#include "model/container.h"
 #include "weightless.h"
 #include "check.h"
 #include "weightless_c.h"
@@ -43,12 +46,19 @@ void put_le(uint8_t* p, uint64_t v, size_t n) {
     for (size_t i = 0; i < n; ++i) p[i] = uint8_t(v >> (8 * i));
 }
 
-void fix_file_crc(Bytes& b) { put_le(b.data() + b.size() - 4, wl::crc32(b.data(), b.size() - 4), 4); }
-
 int open_buf(const Bytes& b, wl_model** m, std::string* msg = nullptr) {
     char err[512];
     int status = wl_open_buffer_ex(b.data(), b.size(), m, err, sizeof err);
     if (msg) *msg = err;
+    return status;
+}
+
+int open_status_file(const std::string& path, std::string* msg) {
+    char err[512];
+    wl_model* m = nullptr;
+    int status = wl_open_file_ex(path.c_str(), &m, err, sizeof err);
+    *msg = err;
+    wl_close(m);
     return status;
 }
 
@@ -149,8 +159,8 @@ void test_malformed_golden(const std::string& dir) {
     CHECK(open_buf(good, &m) == WL_OK, "basic.wl opens from a buffer");
     wl_close(m);
 
-    // Truncations anywhere: the header length, the CRC or the layout catches each.
-    for (size_t len : {size_t(0), size_t(1), size_t(3), size_t(4), size_t(15), size_t(16), size_t(17), size_t(40),
+    // Truncations anywhere: the trailer's magic, its lengths or the directory CRC catch each.
+    for (size_t len : {size_t(0), size_t(1), size_t(3), size_t(4), size_t(7), size_t(8), size_t(23), size_t(40),
                        size_t(200), good.size() / 2, good.size() - 5, good.size() - 4, good.size() - 1}) {
         Bytes cut(good.begin(), good.begin() + len);
         int status = open_buf(cut, &m, &msg);
@@ -161,53 +171,38 @@ void test_malformed_golden(const std::string& dir) {
     longer.push_back(0);
     CHECK(open_buf(longer, &m) == WL_ERR_FORMAT, "a trailing byte");
 
-    // One flipped bit anywhere: the file CRC-32 catches it.
-    for (size_t pos : {size_t(0), size_t(5), size_t(9), size_t(20), size_t(100), good.size() / 2, good.size() - 10,
-                       good.size() - 1}) {
+    // One flipped bit in the directory, metadata or trailer: their CRC-32 (or a length) catches it.
+    for (size_t back : {size_t(1), size_t(5), size_t(9), size_t(13), size_t(20), size_t(60), size_t(300)}) {
         Bytes bad = good;
-        bad[pos] ^= 0x10;
-        int status = open_buf(bad, &m, &msg);
-        // In the version field the version check comes first (as in the reference reader).
-        int want = pos == 4 || pos == 5 ? WL_ERR_UNSUPPORTED : WL_ERR_FORMAT;
-        CHECK(status == want && m == nullptr, "bit flip at " + std::to_string(pos) + ": " + msg);
+        bad[bad.size() - back] ^= 0x10;
+        CHECK(open_buf(bad, &m, &msg) == WL_ERR_FORMAT && m == nullptr,
+              "bit flip " + std::to_string(back) + " bytes from the end: " + msg);
     }
     Bytes magic = good;
     magic[0] = 'X';
     CHECK(open_buf(magic, &m, &msg) == WL_ERR_FORMAT && msg.find("bad magic") != std::string::npos, "wrong magic");
-    Bytes version = good;
-    version[4] = 2;
-    fix_file_crc(version);
-    CHECK(open_buf(version, &m, &msg) == WL_ERR_UNSUPPORTED, "version 2: " + msg);
-    Bytes reserved = good;
-    reserved[6] = 1;
-    fix_file_crc(reserved);
-    CHECK(open_buf(reserved, &m) == WL_ERR_FORMAT, "reserved field");
-    Bytes hlen = good;
-    put_le(hlen.data() + 8, uint64_t(1) << 62, 8);
-    fix_file_crc(hlen);
-    CHECK(open_buf(hlen, &m) == WL_ERR_FORMAT, "huge header length");
+    for (size_t at : {size_t(4), size_t(5), size_t(6), size_t(7)}) {  // version, then flags
+        Bytes b = good;
+        b[at] ^= 0x04;
+        CHECK(open_buf(b, &m, &msg) == WL_ERR_UNSUPPORTED, "preamble byte " + std::to_string(at) + ": " + msg);
+    }
 
-    // A corrupted blob with a recomputed file CRC: opens, and that tensor alone fails to decode.
-    m = nullptr;
-    CHECK(open_buf(good, &m) == WL_OK, "reopen");
-    size_t fc1 = 0;
-    wl_find_tensor(m, "fc1.weight", &fc1);
-    size_t data_start = 16 + size_t(good[8] | (good[9] << 8) | (good[10] << 16));
-    (void)data_start;
-    wl_close(m);
-    // The fc1.weight blob is the first one: flip a byte in its middle.
+    // A version 1 file: unsupported, with a message saying what to do.
+    CHECK(open_status_file(dir + "/v1_basic.wl", &msg) == WL_ERR_UNSUPPORTED && msg.find("version 1") != std::string::npos,
+          "v1_basic.wl is refused as unsupported: " + msg);
+
+    // A corrupted payload: opens (the directory is intact), and that tensor alone fails to decode.
     Bytes blob = good;
-    size_t header_len = size_t(good[8]) | size_t(good[9]) << 8 | size_t(good[10]) << 16;
-    blob[16 + header_len + 100] ^= 0x01;
-    fix_file_crc(blob);
-    CHECK(open_buf(blob, &m, &msg) == WL_OK, "corrupted blob with a fixed file CRC opens: " + msg);
+    blob[8 + 100] ^= 0x01;  // inside the first payload, fc1.weight's
+    CHECK(open_buf(blob, &m, &msg) == WL_OK, "a corrupted payload opens: " + msg);
     if (m) {
         char err[512];
+        size_t fc1 = 0, bias = 0;
+        wl_find_tensor(m, "fc1.weight", &fc1);
         Bytes out(wl_tensor_nbytes(m, fc1));
         int status = wl_decode_tensor(m, fc1, out.data(), out.size(), 1, err, sizeof err);
         CHECK(status == WL_ERR_FORMAT && std::strstr(err, "checksum") != nullptr,
-              std::string("corrupted blob is refused: ") + err);
-        size_t bias;
+              std::string("corrupted payload is refused: ") + err);
         wl_find_tensor(m, "fc1.bias", &bias);
         Bytes out2(wl_tensor_nbytes(m, bias));
         CHECK(wl_decode_tensor(m, bias, out2.data(), out2.size(), 1, err, sizeof err) == WL_OK, "other tensors decode");
@@ -233,90 +228,62 @@ void test_malformed_golden(const std::string& dir) {
 
 // ---------------------------------------------------------------- hand-built containers
 
-struct Blob {
-    std::string entry_json;  // the entry without offset/length/crc32, e.g. "\"name\":\"a\",..."
-    Bytes data;
+void put_varint(Bytes& out, uint64_t v) {
+    while (v >= 0x80) out.push_back(uint8_t(v | 0x80)), v >>= 7;
+    out.push_back(uint8_t(v));
+}
+
+// One directory record as FORMAT.md lays it out, whatever its fields say.
+struct Record {
+    std::string name;
+    uint8_t dtype, codec;
+    std::vector<uint64_t> shape;
+    Bytes payload;
+    int64_t length = -1;  // the payload's unless set
+    int64_t crc = -1;     // the payload's unless set
 };
 
-// A container the way the writer lays it out, with `extra` spliced into the header object.
-Bytes build(const std::vector<Blob>& blobs, const std::string& extra = "", bool fix_offsets = true) {
-    std::string header = "{\"weightless_version\":\"test\"" + extra + ",\"tensors\":[";
-    uint64_t offset = 0;
-    Bytes data;
-    for (size_t i = 0; i < blobs.size(); ++i) {
-        const Blob& b = blobs[i];
-        if (i) header += ",";
-        header += "{" + b.entry_json;
-        if (fix_offsets)
-            header += ",\"offset\":" + std::to_string(offset) + ",\"length\":" + std::to_string(b.data.size()) +
-                      ",\"crc32\":" + std::to_string(wl::crc32(b.data.data(), b.data.size()));
-        header += "}";
-        data.insert(data.end(), b.data.begin(), b.data.end());
-        while (data.size() % 8) data.push_back(0);
-        offset = data.size();
+Bytes build(const std::vector<Record>& records, const std::string& metadata = "") {
+    Bytes out = {'W', 'L', 'M', 'F', 3, 0, 0, 0}, dir;
+    put_varint(dir, records.size());
+    for (const Record& r : records) {
+        out.insert(out.end(), r.payload.begin(), r.payload.end());
+        put_varint(dir, r.name.size());
+        dir.insert(dir.end(), r.name.begin(), r.name.end());
+        dir.push_back(r.dtype), dir.push_back(r.codec), dir.push_back(uint8_t(r.shape.size()));
+        for (uint64_t d : r.shape) put_varint(dir, d);
+        put_varint(dir, r.length >= 0 ? uint64_t(r.length) : r.payload.size());
+        Bytes crc(4);
+        put_le(crc.data(), r.crc >= 0 ? uint64_t(r.crc) : wl::crc32(r.payload.data(), r.payload.size()), 4);
+        dir.insert(dir.end(), crc.begin(), crc.end());
     }
-    header += "]}";
-    while ((16 + header.size()) % 8) header += ' ';
-    Bytes out(16 + header.size() + data.size() + 4, 0);
-    std::memcpy(out.data(), "WLMF", 4);
-    put_le(out.data() + 4, 1, 2);
-    put_le(out.data() + 8, header.size(), 8);
-    std::memcpy(out.data() + 16, header.data(), header.size());
-    if (!data.empty()) std::memcpy(out.data() + 16 + header.size(), data.data(), data.size());
-    fix_file_crc(out);
+    Bytes meta(metadata.begin(), metadata.end()), both = dir;
+    both.insert(both.end(), meta.begin(), meta.end());
+    out.insert(out.end(), both.begin(), both.end());
+    Bytes trailer(16);
+    put_le(trailer.data(), dir.size(), 4);
+    put_le(trailer.data() + 4, meta.size(), 4);
+    put_le(trailer.data() + 8, wl::crc32(both.data(), both.size()), 4);
+    std::memcpy(trailer.data() + 12, "WLMF", 4);
+    out.insert(out.end(), trailer.begin(), trailer.end());
     return out;
 }
 
-Blob raw(const std::string& name, const std::string& dtype, const std::string& shape, Bytes data) {
-    return {"\"name\":\"" + name + "\",\"kind\":\"raw\",\"dtype\":\"" + dtype + "\",\"shape\":" + shape, std::move(data)};
-}
+constexpr uint8_t kInt32 = 3, kBool = 0, kFloat32 = 11, kFloat64 = 12;
 
-// A small encoded layer built with the core library, serialized per FORMAT.md (WLLY).
-Bytes layer_bytes(const std::vector<uint64_t>& shape, const std::vector<float>& codebook, uint64_t* kept_out,
-                  uint32_t* cell_bits_out, uint64_t* fp_out) {
-    uint64_t n = 1;
-    for (uint64_t d : shape) n *= d;
+// A small bloomier payload built with the core library (FORMAT.md, "Bloomier payload").
+Bytes bloomier(uint64_t n, const std::vector<float>& codebook, const Bytes& outliers = {}) {
     std::vector<uint64_t> keys;
     std::vector<uint32_t> values;
-    for (uint64_t p = 0; p < n; p += 3) {
-        keys.push_back(p);
-        values.push_back(uint32_t(p % codebook.size()));
-    }
+    for (uint64_t p = 0; p < n; p += 3) keys.push_back(p), values.push_back(uint32_t(p % codebook.size()));
     wl::BuildOptions o;
     o.value_bits = 2;
     o.cell_bits = 9;
     wl::Filter f = wl::build_filter(keys.data(), values.data(), keys.size(), o);
     Bytes fb = wl::serialize(f);
     uint64_t fp = wl::count_decoded(f, 0, n, uint32_t(codebook.size())) - keys.size();
-    Bytes b(28 + 8 * shape.size() + 4 * codebook.size());
-    std::memcpy(b.data(), "WLLY", 4);
-    put_le(b.data() + 4, 1, 2);
-    b[6] = uint8_t(shape.size());
-    put_le(b.data() + 8, codebook.size(), 4);
-    put_le(b.data() + 12, fp, 8);
-    put_le(b.data() + 20, fb.size(), 8);
-    size_t at = 28;
-    for (uint64_t d : shape) put_le(b.data() + at, d, 8), at += 8;
-    for (float c : codebook) {
-        uint32_t bits;
-        std::memcpy(&bits, &c, 4);
-        put_le(b.data() + at, bits, 4), at += 4;
-    }
-    b.insert(b.end(), fb.begin(), fb.end());
-    b.resize(b.size() + 4);
-    put_le(b.data() + b.size() - 4, wl::crc32(b.data(), b.size() - 4), 4);
-    *kept_out = keys.size();
-    *cell_bits_out = 9;
-    *fp_out = fp;
-    return b;
-}
-
-std::string encoded_entry(const std::string& name, const std::string& dtype, const std::string& shape, uint64_t kept,
-                          uint64_t clusters, uint32_t cell_bits, uint64_t fp) {
-    return "\"name\":\"" + name + "\",\"kind\":\"encoded\",\"dtype\":\"" + dtype + "\",\"shape\":" + shape +
-           ",\"options\":{\"sparsity\":0.9,\"threshold\":null,\"init\":\"density\",\"seed\":-1},\"kept\":" +
-           std::to_string(kept) + ",\"clusters\":" + std::to_string(clusters) + ",\"cell_bits\":" +
-           std::to_string(cell_bits) + ",\"false_positives\":" + std::to_string(fp);
+    return wl::model::bloomier_payload(codebook.data(), codebook.size(), fp, fb.data(), fb.size(), outliers.data(),
+                                       outliers.size());
 }
 
 int open_status(const Bytes& b, std::string* msg = nullptr) {
@@ -341,186 +308,112 @@ int decode_status(const Bytes& b, std::string* msg, Bytes* out = nullptr) {
 
 void test_built() {
     std::string msg;
-    Bytes ints = {1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0};
-    CHECK(open_status(build({raw("a", "int32", "[3]", ints)}), &msg) == WL_OK, "hand-built container opens: " + msg);
+    const Bytes ints = {1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0};
+    const Record a{"a", kInt32, 0, {3}, ints};
+    CHECK(open_status(build({a}), &msg) == WL_OK, "hand-built container opens: " + msg);
     CHECK(open_status(build({})) == WL_OK, "a container without tensors opens");
+    CHECK(open_status(build({a}, "{\"anything\": [1]}")) == WL_OK, "metadata is skipped");
 
-    // Header problems: each one is a format error at open.
+    // The writer makes the same bytes as the spec's layout.
+    wl::model::Writer w;
+    w.append("a", kInt32, 0, {3}, ints.data(), ints.size());
+    const char meta[] = "{\"anything\": [1]}";
+    w.finish(reinterpret_cast<const uint8_t*>(meta), std::strlen(meta));
+    CHECK(w.image() == build({a}, meta), "Writer output follows FORMAT.md");
+
     struct Case {
-        std::vector<Blob> blobs;
-        std::string extra;
+        std::vector<Record> records;
         const char* what;
     };
     std::vector<Case> bad = {
-        {{raw("a", "int32", "[4]", ints)}, "", "length does not match the shape"},
-        {{raw("a", "int33", "[3]", ints)}, "", "unknown dtype"},
-        {{raw("a", "int32", "[3]", ints), raw("a", "int32", "[3]", ints)}, "", "duplicate names"},
-        {{raw("a", "int32", "[-3]", ints)}, "", "negative dimension"},
-        {{raw("a", "int32", "[3.0]", ints)}, "", "non-integer dimension"},
-        {{raw("a", "int32", "3", ints)}, "", "shape not an array"},
-        {{raw("a", "int32", "[3,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
-                            "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]",
-              ints)},
-         "", "more than 64 dimensions"},
-        {{raw("a", "int32", "[18446744073709551616]", ints)}, "", "dimension beyond 64 bits"},
-        {{raw("a", "int32", "[4294967296,4294967296,4294967296]", ints)}, "", "element count overflows"},
-        {{{"\"name\":\"a\",\"kind\":\"packed\",\"dtype\":\"int32\",\"shape\":[3]", ints}}, "", "unknown kind"},
-        {{{"\"kind\":\"raw\",\"dtype\":\"int32\",\"shape\":[3]", ints}}, "", "no name"},
-        {{{"\"name\":\"a\",\"kind\":\"encoded\",\"dtype\":\"int32\",\"shape\":[3]", ints}}, "", "encoded int32"},
-        {{raw("a", "int32", "[3]", ints)}, ",\"x\":NaN", "NaN in the header"},
-        {{raw("a", "int32", "[3]", ints)}, ",\"weightless_version\":\"again\"", "duplicate key"},
-        {{raw("a", "int32", "[3]", ints)}, ",\"bad\":\"\xC3\x28\"", "invalid UTF-8"},
-        {{raw("a", "int32", "[3]", ints)}, ",\"deep\":" + std::string(100, '[') + std::string(100, ']'), "deep nesting"},
+        {{Record{"a", kInt32, 0, {4}, ints}}, "length does not match the shape"},
+        {{Record{"a", 13, 0, {3}, ints}}, "unknown dtype"},
+        {{Record{"a", kInt32, 4, {3}, ints}}, "unknown codec"},
+        {{Record{"a", kInt32, 2, {3}, ints}}, "exact int32"},
+        {{a, a}, "duplicate names"},
+        {{Record{"a", kInt32, 0, std::vector<uint64_t>(65, 1), ints}}, "more than 64 dimensions"},
+        {{Record{"a", kInt32, 0, {uint64_t(1) << 32, uint64_t(1) << 32, 3}, ints}}, "element count overflows"},
+        {{Record{"\xC3\x28", kInt32, 0, {3}, ints}}, "invalid UTF-8 name"},
+        {{Record{std::string("a\0b", 3), kInt32, 0, {3}, ints}}, "NUL in a name"},
+        {{Record{"a", kInt32, 0, {3}, ints, 1000}}, "length past the payload area"},
+        {{Record{"a", kInt32, 0, {3}, ints, 12}, Record{"b", kInt32, 0, {0}, ints, 0}}, "bytes left in the area"},
     };
     for (const Case& c : bad) {
-        int status = open_status(build(c.blobs, c.extra), &msg);
+        int status = open_status(build(c.records), &msg);
         CHECK(status == WL_ERR_FORMAT, std::string(c.what) + ": status " + std::to_string(status) + " " + msg);
     }
-    CHECK(open_status(build({raw("a", "int32", "[3]", ints)}, ",\"unknown\":{\"x\":[1,2.5e3,true,null]}")) == WL_OK,
-          "unknown header keys are ignored");
+    CHECK(decode_status(build({Record{"a", kInt32, 0, {3}, ints, -1, 12345}}), &msg) == WL_ERR_FORMAT &&
+              msg.find("checksum") != std::string::npos,
+          "payload CRC mismatch at decode: " + msg);
+    CHECK(decode_status(build({Record{"b", kBool, 0, {3}, {0, 1, 1}}}), &msg) == WL_OK, "bool 0/1");
+    CHECK(decode_status(build({Record{"b", kBool, 0, {3}, {0, 2, 1}}}), &msg) == WL_ERR_FORMAT, "bool byte 2: " + msg);
 
-    // Offsets, lengths and CRCs written by hand.
-    auto entry = [&](const std::string& tail) {
-        return build({{"\"name\":\"a\",\"kind\":\"raw\",\"dtype\":\"int32\",\"shape\":[3]," + tail, ints}}, "", false);
-    };
-    uint32_t crc = wl::crc32(ints.data(), ints.size());
-    CHECK(open_status(entry("\"offset\":0,\"length\":12,\"crc32\":" + std::to_string(crc))) == WL_OK, "offsets by hand");
-    CHECK(open_status(entry("\"offset\":8,\"length\":12,\"crc32\":" + std::to_string(crc))) == WL_ERR_FORMAT, "wrong offset");
-    CHECK(open_status(entry("\"offset\":0,\"length\":12,\"crc32\":4294967296")) == WL_ERR_FORMAT, "crc32 out of range");
-    CHECK(open_status(entry("\"offset\":0,\"length\":12")) == WL_ERR_FORMAT, "missing crc32");
-    CHECK(open_status(entry("\"offset\":0,\"length\":12,\"crc32\":-1")) == WL_ERR_FORMAT, "negative crc32");
-    CHECK(decode_status(entry("\"offset\":0,\"length\":12,\"crc32\":" + std::to_string(crc ^ 1)), &msg) == WL_ERR_FORMAT,
-          "blob CRC mismatch at decode: " + msg);
-
-    // bool bytes must be 0 or 1.
-    CHECK(decode_status(build({raw("b", "bool", "[3]", {0, 1, 1})}), &msg) == WL_OK, "bool 0/1");
-    CHECK(decode_status(build({raw("b", "bool", "[3]", {0, 2, 1})}), &msg) == WL_ERR_FORMAT, "bool byte 2: " + msg);
-
-    // Encoded layers built here: decode, and each inconsistency is refused.
-    uint64_t kept, fp;
-    uint32_t t;
+    // Bloomier payloads: decode, widen to float64, and each inconsistency is refused.
     const std::vector<float> codebook = {-1.5f, 0.25f, 2.0f};
-    Bytes layer = layer_bytes({10, 7}, codebook, &kept, &t, &fp);
-    auto enc = [&](const std::string& dtype, const std::string& shape, uint64_t k, uint64_t c, uint32_t cb, uint64_t f,
-                   const Bytes& data) { return build({{encoded_entry("w", dtype, shape, k, c, cb, f), data}}); };
-    Bytes out;
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, layer), &msg, &out) == WL_OK, "encoded layer: " + msg);
-    if (out.size() == 70 * 4) {
-        bool ok = true;
-        for (uint64_t p = 0; p < 70; p += 3) {
-            float v;
-            std::memcpy(&v, out.data() + 4 * p, 4);
-            ok = ok && v == codebook[p % 3];
-        }
-        CHECK(ok, "encoded layer decodes its kept weights");
+    const Bytes layer = bloomier(70, codebook);
+    Bytes out, out64;
+    CHECK(decode_status(build({Record{"w", kFloat32, 1, {10, 7}, layer}}), &msg, &out) == WL_OK, "bloomier: " + msg);
+    bool ok = out.size() == 280;
+    for (uint64_t p = 0; ok && p < 70; p += 3) {
+        float v;
+        std::memcpy(&v, out.data() + 4 * p, 4);
+        ok = v == codebook[p % 3];
     }
-    Bytes out64;
-    CHECK(decode_status(enc("float64", "[10,7]", kept, 3, t, fp, layer), &msg, &out64) == WL_OK && out64.size() == 560,
-          "float64 encoded layer");
-    bool same = true;
-    for (size_t i = 0; i < 70 && out64.size() == 560 && out.size() == 280; ++i) {
+    CHECK(ok, "bloomier payload decodes its kept weights");
+    CHECK(decode_status(build({Record{"w", kFloat64, 1, {10, 7}, layer}}), &msg, &out64) == WL_OK &&
+              out64.size() == 560,
+          "float64 bloomier tensor");
+    bool same = out64.size() == 560 && out.size() == 280;
+    for (size_t i = 0; same && i < 70; ++i) {
         float f;
         double d;
         std::memcpy(&f, out.data() + 4 * i, 4);
         std::memcpy(&d, out64.data() + 8 * i, 8);
-        same = same && d == double(f);
+        same = d == double(f);
     }
     CHECK(same, "float64 is the float32 result widened");
-    CHECK(decode_status(enc("float32", "[7,10]", kept, 3, t, fp, layer), &msg) == WL_ERR_FORMAT, "shape mismatch: " + msg);
-    CHECK(decode_status(enc("float32", "[10,7]", kept - 1, 3, t, fp, layer), &msg) == WL_ERR_FORMAT, "kept mismatch");
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 2, t, fp, layer), &msg) == WL_ERR_FORMAT, "clusters mismatch");
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t + 1, fp, layer), &msg) == WL_ERR_FORMAT, "cell_bits mismatch");
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp + 1, layer), &msg) == WL_ERR_FORMAT, "fp mismatch");
-    CHECK(open_status(enc("float32", "[10,7]", 60, 3, t, 20, layer)) == WL_ERR_FORMAT, "kept + fp > size at open");
-    CHECK(open_status(enc("float32", "[10,7]", kept, 3, 33, fp, layer)) == WL_ERR_FORMAT, "cell_bits 33 at open");
-
-    // Corruptions inside the layer blob (its CRC-32 recomputed so the later checks are reached).
-    auto relayer = [&](Bytes b) {
-        put_le(b.data() + b.size() - 4, wl::crc32(b.data(), b.size() - 4), 4);
-        return b;
-    };
+    CHECK(decode_status(build({Record{"w", kFloat32, 1, {3, 3}, layer}}), &msg) == WL_ERR_FORMAT,
+          "more kept weights than positions: " + msg);
     Bytes l = layer;
-    l[0] = 'X';
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, relayer(l)), &msg) == WL_ERR_FORMAT, "layer magic");
-    l = layer;
-    l[4] = 9;
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, relayer(l)), &msg) == WL_ERR_UNSUPPORTED,
-          "layer version: " + msg);
-    l = layer;
-    l[7] = 1;
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, relayer(l)), &msg) == WL_ERR_FORMAT, "layer reserved");
-    l = layer;
-    put_le(l.data() + 20, uint64_t(1) << 63, 8);
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, relayer(l)), &msg) == WL_ERR_FORMAT, "huge filter length");
-    l = layer;
-    l[28 + 16] ^= 0x01;  // codebook[0]
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, l), &msg) == WL_ERR_FORMAT, "layer CRC: " + msg);
-    l = layer;
-    put_le(l.data() + 28 + 16, 0x7FC00000u, 4);  // codebook[0] = NaN
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, relayer(l)), &msg) == WL_ERR_FORMAT, "NaN codebook");
-    l = layer;
-    l[28 + 16 + 12 + 6] = 5;  // the filter's arity
-    CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, relayer(l)), &msg) == WL_ERR_FORMAT,
-          "filter validation: " + msg);
-    for (size_t cut : {size_t(10), size_t(30), layer.size() - 1}) {
+    l[3] = 0x00;  // codebook[0]'s low bytes ... made NaN
+    l[2] = 0x00, l[4] = 0xC0, l[5] = 0x7F;
+    CHECK(decode_status(build({Record{"w", kFloat32, 1, {10, 7}, l}}), &msg) == WL_ERR_FORMAT, "NaN codebook: " + msg);
+    for (size_t cut : {size_t(1), size_t(5), size_t(20), layer.size() - 1}) {
         Bytes c(layer.begin(), layer.begin() + cut);
-        CHECK(decode_status(enc("float32", "[10,7]", kept, 3, t, fp, c), &msg) == WL_ERR_FORMAT,
-              "truncated layer blob (" + std::to_string(cut) + "): " + msg);
+        CHECK(decode_status(build({Record{"w", kFloat32, 1, {10, 7}, c}}), &msg) == WL_ERR_FORMAT,
+              "truncated bloomier payload (" + std::to_string(cut) + "): " + msg);
     }
-}
-
-// ---------------------------------------------------------------- JSON reader
-
-bool parses(const std::string& s, wl::json::Value* v = nullptr) {
-    wl::json::Value tmp;
-    std::string err;
-    return wl::json::parse(s.data(), s.size(), v ? v : &tmp, &err);
-}
-
-void test_json() {
-    using wl::json::Type;
-    wl::json::Value v;
-    CHECK(parses(" {\"a\":[1,-2,3.5,1e3,-0,true,false,null,\"x\"],\"b\":{}} ", &v), "json: nested document");
-    const wl::json::Value* a = v.get("a");
-    CHECK(a && a->type == Type::Array && a->items.size() == 9, "json: array");
-    if (a && a->items.size() == 9) {
-        CHECK(a->items[0].is_u64 && a->items[0].u64 == 1, "json: integer");
-        CHECK(a->items[1].is_i64 && a->items[1].i64 == -2 && !a->items[1].is_u64, "json: negative integer");
-        CHECK(!a->items[2].is_integer && a->items[2].number == 3.5, "json: fraction");
-        CHECK(!a->items[3].is_integer && a->items[3].number == 1000.0, "json: exponent");
-        CHECK(a->items[4].is_u64 && a->items[4].u64 == 0, "json: -0");
-        CHECK(a->items[5].type == Type::Bool && a->items[5].boolean, "json: true");
-        CHECK(a->items[7].type == Type::Null, "json: null");
-        CHECK(a->items[8].type == Type::String && a->items[8].string == "x", "json: string");
+    // Outliers: an exact payload whose kept weights overwrite the filter's values.
+    const uint64_t positions[] = {1, 2, 69};
+    const uint32_t codes[] = {0, 1, 0};
+    const uint64_t shape[] = {10, 7};
+    const float big[] = {100.0f, -50.0f};
+    const Bytes ex = wl::exact_encode(positions, codes, 3, shape, 2, big, 2);
+    CHECK(decode_status(build({Record{"w", kFloat32, 1, {10, 7}, bloomier(70, codebook, ex)}}), &msg, &out64) == WL_OK,
+          "bloomier payload with outliers: " + msg);
+    bool overlay = out64.size() == 280;
+    for (size_t i = 0; overlay && i < 70; ++i) {
+        float v, base;
+        std::memcpy(&v, out64.data() + 4 * i, 4);
+        std::memcpy(&base, out.data() + 4 * i, 4);
+        overlay = v == (i == 1 || i == 69 ? 100.0f : i == 2 ? -50.0f : base);
     }
-    CHECK(parses("18446744073709551615", &v) && v.is_u64 && v.u64 == UINT64_MAX, "json: u64 max");
-    CHECK(parses("18446744073709551616", &v) && v.is_integer && !v.is_u64 && !v.is_i64, "json: beyond u64");
-    CHECK(parses("-9223372036854775808", &v) && v.is_i64 && v.i64 == INT64_MIN, "json: i64 min");
-    CHECK(parses("\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u0041\\u00e9\\u20ac\\ud83d\\ude00\"", &v) &&
-              v.string == "\" \\ / \b \f \n \r \t A\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80",
-          "json: escapes");
-    CHECK(parses("\"\xE2\x98\x83\"", &v) && v.string == "\xE2\x98\x83", "json: raw UTF-8");
-    const char* invalid[] = {
-        "",           " ",         "{",           "}",            "[1,]",          "{\"a\":1,}",   "{\"a\" 1}",
-        "{a:1}",      "01",        "1.",          ".5",           "1e",            "+1",           "-",
-        "NaN",        "Infinity",  "-Infinity",   "tru",          "nul",           "\"abc",        "\"\\x\"",
-        "\"\\u12\"",  "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"a\tb\"",  "[1] 2",        "{\"a\":1,\"a\":2}",
-        "'a'",        "[1 2]",     "\"\xC0\xAF\"", "\"\xED\xA0\x80\"", "\"\xF4\x90\x80\x80\"", "\"\xE2\x98\"",
-    };
-    for (const char* s : invalid) CHECK(!parses(s), std::string("json: rejects <") + s + ">");
-    CHECK(!parses(std::string("[1]\0", 4)), "json: rejects a NUL after the value");
-    std::string deep(64, '['), deeper(65, '[');
-    CHECK(parses(deep + std::string(64, ']')), "json: depth 64");
-    CHECK(!parses(deeper + std::string(65, ']')), "json: depth 65 rejected");
-    CHECK(!parses(std::string(100000, '[')), "json: very deep input rejected without recursion blow-up");
-    wl::json::Limits small;
-    small.max_nodes = 3;
-    std::string err;
-    CHECK(!wl::json::parse("[1,2,3]", 7, &v, &err, small) && err.find("too many") != std::string::npos,
-          "json: node limit");
-    small = wl::json::Limits();
-    small.max_size = 4;
-    CHECK(!wl::json::parse("[1,2]", 5, &v, &err, small), "json: size limit");
+    CHECK(overlay, "outliers overwrite the filter's values at their positions only");
+    const uint64_t other[] = {7, 10};
+    const Bytes wrong = wl::exact_encode(positions, codes, 3, other, 2, big, 2);
+    CHECK(decode_status(build({Record{"w", kFloat32, 1, {10, 7}, bloomier(70, codebook, wrong)}}), &msg) ==
+              WL_ERR_FORMAT,
+          "outliers of another shape: " + msg);
+    // float16 payloads: 2 bytes per element, widened exactly.
+    const Bytes halves = {0x00, 0x3C, 0x01, 0x00, 0x00, 0xFC};  // 1.0, the smallest subnormal, -inf
+    CHECK(decode_status(build({Record{"h", kFloat32, 3, {3}, halves}}), &msg, &out) == WL_OK && out.size() == 12,
+          "float16 payload: " + msg);
+    float f3[3];
+    if (out.size() == 12) std::memcpy(f3, out.data(), 12);
+    CHECK(out.size() == 12 && f3[0] == 1.0f && f3[1] == std::ldexp(1.0f, -24) && f3[2] == -INFINITY,
+          "float16 values widen exactly");
+    CHECK(open_status(build({Record{"h", kFloat32, 3, {4}, halves}})) == WL_ERR_FORMAT, "float16 length");
+    CHECK(open_status(build({Record{"h", kInt32, 3, {3}, halves}})) == WL_ERR_FORMAT, "float16 of an int32");
 }
 
 // ---------------------------------------------------------------- .npy written by wl-decode
@@ -569,8 +462,7 @@ int main(int argc, char** argv) {
     }
     const std::string dir = argv[1];
     return wl_test::run_tests([&] {
-        test_json();
-        for (const char* name : {"basic", "dtypes", "structures", "v1_basic", "chunked", "bfloat16", "exact"})
+        for (const char* name : {"basic", "dtypes", "structures", "chunked", "bfloat16", "exact", "outliers", "float16"})
             test_golden(dir, name);
         test_basic_metadata(dir);
         test_malformed_golden(dir);

@@ -3,10 +3,13 @@
     python3 tests/data/make_golden.py      # rewrites tests/data/*.wl and *.expected.bin
     python3 tests/data/make_golden.py chunked  # only chunked.wl (the others stay as they were)
 
-basic.wl, dtypes.wl and structures.wl hold format version 2 filters (the fuse layout), written
-before version 3; chunked.wl holds version 3 filters (the chunked layout, the default since).
-Rewriting the first three would turn them into version 3: keep the version 2 files (renamed,
-as v1_basic.wl was) if you do.
+Every file but v1_basic.wl is a version 3 container (docs/FORMAT.md, "The model container,
+version 3"). structures.wl holds filters of the fuse layout (filter format version 2, asked
+for by piece_keys / block_keys); the others the chunked layout (filter version 3).
+outliers.wl holds a bloomier payload with an outliers section, built by hand here;
+float16.wl small float tensors stored as IEEE half floats (compress's small_float16).
+v1_basic.wl is basic.wl as written in container version 1, kept as it was: the Python package
+must still read it (the C API refuses it as unsupported).
 
 For each NAME.wl, NAME.expected.bin holds what `weightless.decompress` returns: every tensor in
 file order, its elements in C order as little-endian bytes of its dtype, concatenated without
@@ -23,7 +26,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from weightless import _core  # noqa: E402
+from weightless.clustered import prune_and_cluster  # noqa: E402
+from weightless.codec import EncodedLayer  # noqa: E402
 from weightless.container import compress, decompress, open_container  # noqa: E402
+from weightless.exact import encode_clustered as encode_exact  # noqa: E402
+from weightless.filter import BloomierFilter  # noqa: E402
 
 
 def expected_bytes(path: Path) -> bytes:
@@ -166,6 +174,66 @@ def chunked(rng: np.random.Generator) -> None:
     write_expected(path)
 
 
+def outliers() -> None:
+    # A bloomier payload with an outliers section (docs/FORMAT.md, "Bloomier payload"): the
+    # largest-magnitude tenth of the kept weights is stored exactly, with its own codebook, and
+    # left out of the filter, so a false positive reads only the small centroids. Built by hand
+    # (the encoder's policy lives in weightless.codec.encode_clustered); written with the C++
+    # writer directly. float32 and float16 layers, and one whose outliers section is empty.
+    rng = np.random.default_rng(20261203)
+    path = HERE / "outliers.wl"
+    tmp = path.with_suffix(".tmp")
+    writer = _core.ModelWriter(str(tmp))
+    layers = [("heavy.weight", "float32", (40, 50), 0.1), ("half.weight", "float16", (30, 20), 0.1),
+              ("none.weight", "float32", (16, 16), 0.0)]
+    for name, dtype, shape, share in layers:
+        w = rng.standard_t(2, size=shape).astype(np.float32)
+        c = prune_and_cluster(w, sparsity=0.8, clusters=8, seed=1)
+        magnitude = np.abs(c.codebook[c.codes])
+        big = magnitude >= np.quantile(magnitude, 1 - share) if share else np.zeros(c.kept, bool)
+        small = ~big
+        book = c.codebook.copy()
+        f = BloomierFilter(c.positions[small].astype(np.uint64), c.codes[small], value_bits=3, cell_bits=7, seed=2,
+                           threads=1)
+        out_codes = c.codes[big]
+        used = np.unique(out_codes)
+        exact = encode_exact(c.positions[big], np.searchsorted(used, out_codes), shape,
+                             book[used] if big.any() else np.zeros(0, np.float32))
+        fp = f.count_decoded(c.size, len(book), threads=1) - int(small.sum())
+        layer = EncodedLayer(shape, book, f, fp, exact)
+        writer.append(name, dtype, 1, list(shape), layer.to_payload())
+    writer.append("bias", "float32", 0, [3], np.arange(3, dtype="<f4").tobytes())
+    writer.finish(b"")
+    os.replace(tmp, path)
+    with open_container(path) as c:
+        layer = c.encoded_layer("heavy.weight")
+        assert layer.outliers is not None and layer.outliers.kept > 0, layer
+        assert c.encoded_layer("none.weight").outliers is not None
+    write_expected(path)
+
+
+def float16() -> None:
+    # Small float tensors stored as IEEE half floats (codec float16): float32, float64 and
+    # bfloat16 biases, a subnormal and a rounding tie, beside an encoded layer and a raw tensor
+    # too large for the option.
+    import ml_dtypes
+
+    rng = np.random.default_rng(20261204)
+    state = {
+        "fc.weight": rng.normal(0, 0.1, size=(32, 40)).astype(np.float32),
+        "fc.bias": rng.normal(0, 0.1, size=40).astype(np.float32),
+        "f64.bias": np.array([1e-7, 2049.0, -0.0, 65504.0, np.inf, np.nan]),
+        "brain.bias": rng.normal(0, 1, size=9).astype(ml_dtypes.bfloat16),
+        "large.bias": rng.normal(0, 1, size=100).astype(np.float32),
+    }
+    path = HERE / "float16.wl"
+    compress(state, path, layers=["fc.weight"], sparsity=0.8, clusters=16, seed=3, codec="bloomier",
+             small_float16=64, overwrite=True)
+    with open_container(path) as c:
+        assert [e.kind for e in c.tensors] == ["encoded", "float16", "float16", "float16", "raw"], c.tensors
+    write_expected(path)
+
+
 def main(names) -> None:
     names = set(names)
     if not names or names & {"basic", "dtypes", "structures"}:  # one random stream: written together
@@ -179,8 +247,12 @@ def main(names) -> None:
         bfloat16()
     if not names or "exact" in names:
         exact()
+    if not names or "outliers" in names:
+        outliers()
+    if not names or "float16" in names:
+        float16()
     # v1_basic.wl (and its .expected.bin) is basic.wl as written in format version 1, kept as it
-    # was: readers must still decode it.
+    # was: the Python package must still decode it.
     for p in sorted(HERE.glob("*.wl")):
         print(f"{p.name}: {p.stat().st_size} bytes, expected {p.with_suffix('.expected.bin').stat().st_size} bytes")
 

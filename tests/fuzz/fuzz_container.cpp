@@ -1,8 +1,9 @@
-// Fuzzes the .wl container reader of the C API (weightless_c.h): wl_open_buffer_ex, every
-// accessor, and wl_decode_tensor of every tensor.
+// Fuzzes the .wl version 3 reader (csrc/model/container.h) through the C API (weightless_c.h):
+// wl_open_buffer_ex, every accessor, and wl_decode_tensor of every tensor, every codec.
 //
-// Each input is opened as it is and again with its file CRC-32 fixed, so mutations of the JSON
-// header and of the blobs get past the file checksum. A tensor whose output fits the harness's
+// Each input is opened as it is and again with its checksums fixed (each payload's in the
+// directory, and the directory + metadata's in the trailer), so mutations of the directory and
+// of the payloads get past the CRC-32s to the checks behind them. A tensor whose output fits the harness's
 // budget is decoded into a buffer with guard bytes on both sides (and decoded again under the
 // scalar reference for byte-identical output); a larger one must be refused for a small buffer
 // without allocating. Statuses must be documented codes with a non-empty one-line message.
@@ -56,7 +57,9 @@ void decode_all(const wl_model* m, unsigned threads) {
         int status = wl_decode_tensor(m, i, buf.data() + kGuard, need, threads, err, sizeof err);
         check_message(status, err);
         for (size_t g = 0; g < kGuard; ++g) WL_FUZZ_REQUIRE(buf[g] == 0xA5 && buf[kGuard + need + g] == 0xA5);
-        if (status != WL_OK || wl_tensor_kind(m, i) != WL_KIND_ENCODED) continue;
+        const int kind = wl_tensor_kind(m, i);
+        WL_FUZZ_REQUIRE(kind >= WL_KIND_RAW && kind <= WL_KIND_FLOAT16);
+        if (status != WL_OK || kind != WL_KIND_ENCODED) continue;
         Bytes ref(need + 1);
         wl_fuzz::set_isa("scalar");
         status = wl_decode_tensor(m, i, ref.data() + 1, need, 1, err, sizeof err);  // unaligned on purpose
@@ -85,9 +88,9 @@ void open_and_decode(const uint8_t* data, size_t size, unsigned threads) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const unsigned threads = size % 7 == 0 ? 2 : 1;
     open_and_decode(data, size, threads);
-    if (size >= 20) {
+    if (size >= 24) {
         Bytes fixed(data, data + size);
-        wl_fuzz::fix_crc(fixed.data(), fixed.size());
+        wl_fuzz::fix_container_crcs(fixed);
         open_and_decode(fixed.data(), fixed.size(), threads);
     }
     return 0;

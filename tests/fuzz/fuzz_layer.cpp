@@ -1,14 +1,13 @@
-// Fuzzes the decode of one encoded layer (docs/FORMAT.md, "Encoded layer blob") through the C
-// API: the input's first byte picks the tensor's dtype, the rest is the layer blob.
+// Fuzzes the decode of one bloomier payload (docs/FORMAT.md, "Bloomier payload"), outliers
+// section included, through the C API. The input's first byte picks the tensor's dtype and the
+// threads, the next two its shape (rows, columns), the rest is the payload.
 //
-// The harness fixes the checksums the fuzzer cannot forge (the filter's CRC-32 where the blob's
-// header places the filter, then the blob's own CRC-32), wraps the blob in a well-formed .wl
-// container whose header entry agrees with the blob (shape, kept, clusters, cell_bits, false
-// positives, as far as they can be read), and decodes it with wl_decode_tensor under the default
-// instruction set and the scalar reference. Outputs within the budget are checked for guard
-// bytes and byte-identity; larger ones must be refused for a small buffer.
+// The harness fixes the checksum the fuzzer cannot forge (the filter's CRC-32 where the
+// payload's framing places it), wraps the payload in a well-formed .wl v3 container, and
+// decodes it with wl_decode_tensor under the default instruction set and the scalar reference.
+// Outputs within the budget are checked for guard bytes and byte-identity; larger ones must be
+// refused for a small buffer.
 #include <cstring>
-#include <stdexcept>
 #include <string>
 
 #include "fuzz_common.h"
@@ -17,69 +16,30 @@
 namespace {
 
 using wl_fuzz::Bytes;
-using wl_fuzz::get_le;
-using wl_fuzz::put_le;
 
-constexpr size_t kLayerHeader = 28;
 constexpr size_t kBudget = size_t(1) << 18;  // bytes of decoded output (keeps runs fast)
 constexpr size_t kGuard = 16;
-const char* const kDtypes[] = {"float32", "float16", "float64"};
-
-Bytes container(const Bytes& blob, const std::string& entry) {
-    std::string header = "{\"tensors\":[" + entry + "]}";
-    while ((16 + header.size()) % 8) header.push_back(' ');
-    const size_t padded = (blob.size() + 7) / 8 * 8;
-    Bytes out(16 + header.size() + padded + 4, 0);
-    std::memcpy(out.data(), "WLMF", 4);
-    put_le(out.data() + 4, 1, 2);
-    put_le(out.data() + 8, header.size(), 8);
-    std::memcpy(out.data() + 16, header.data(), header.size());
-    if (!blob.empty()) std::memcpy(out.data() + 16 + header.size(), blob.data(), blob.size());
-    wl_fuzz::fix_crc(out.data(), out.size());
-    return out;
-}
+constexpr uint8_t kDtypes[] = {11, 9, 12, 10};  // float32, float16, float64, bfloat16
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    if (size < 1) return 0;
-    const char* dtype = kDtypes[data[0] % 3];
+    if (size < 3) return 0;
+    const uint8_t dtype = kDtypes[data[0] % 4];
     const unsigned threads = (data[0] >> 2) % 3 == 2 ? 2 : 1;
-    Bytes blob(data + 1, data + size);
-
-    // Header fields as the blob states them; a filter that fits gets its CRC fixed.
-    uint64_t ndim = 0, clusters = 0, fp = 0, kept = 0, cell_bits = 8;
-    std::string shape = "[]";
-    if (blob.size() >= kLayerHeader + 4) {
-        ndim = blob[6];
-        clusters = get_le(blob.data() + 8, 4);
-        fp = get_le(blob.data() + 12, 8);
-        const uint64_t filter_len = get_le(blob.data() + 20, 8);
-        const uint64_t filter_at = kLayerHeader + 8 * ndim + 4 * clusters;
-        if (ndim <= 32 && filter_at + 4 <= blob.size()) {
-            shape = "[";
-            for (uint64_t d = 0; d < ndim; ++d)
-                shape += (d ? "," : "") + std::to_string(get_le(blob.data() + kLayerHeader + 8 * d, 8));
-            shape += "]";
-            if (filter_len <= blob.size() - filter_at - 4) {
-                wl_fuzz::fix_crc(blob.data() + filter_at, size_t(filter_len));
-                try {
-                    wl::Filter f = wl::deserialize(blob.data() + filter_at, size_t(filter_len));
-                    kept = f.num_keys;
-                    cell_bits = f.cell_bits;
-                } catch (const std::invalid_argument&) {
-                }
-            }
-        }
-        wl_fuzz::fix_crc(blob.data(), blob.size());
+    const std::vector<uint64_t> shape = (data[0] >> 4) & 1 ? std::vector<uint64_t>{uint64_t(data[1]) * 256 + data[2]}
+                                                             : std::vector<uint64_t>{data[1], data[2]};
+    Bytes payload(data + 3, data + size);
+    // clusters, false positives, codebook, filter length: then the filter, whose CRC is fixed.
+    size_t at = 0;
+    uint64_t clusters, fp, filter_len;
+    if (wl_fuzz::get_varint(payload.data(), payload.size(), &at, &clusters) &&
+        wl_fuzz::get_varint(payload.data(), payload.size(), &at, &fp) && clusters <= (payload.size() - at) / 4) {
+        at += size_t(4 * clusters);
+        if (wl_fuzz::get_varint(payload.data(), payload.size(), &at, &filter_len) && filter_len <= payload.size() - at)
+            wl_fuzz::fix_crc(payload.data() + at, size_t(filter_len));
     }
-    const std::string entry = std::string("{\"name\":\"w\",\"kind\":\"encoded\",\"dtype\":\"") + dtype +
-                              "\",\"shape\":" + shape + ",\"offset\":0,\"length\":" + std::to_string(blob.size()) +
-                              ",\"crc32\":" + std::to_string(wl::crc32(blob.data(), blob.size())) +
-                              ",\"options\":{},\"kept\":" + std::to_string(kept) + ",\"clusters\":" +
-                              std::to_string(clusters) + ",\"cell_bits\":" + std::to_string(cell_bits) +
-                              ",\"false_positives\":" + std::to_string(fp) + "}";
-    const Bytes file = container(blob, entry);
+    const Bytes file = wl_fuzz::container_v3(dtype, 1, shape, payload);
 
     char err[256];
     wl_model* m = nullptr;

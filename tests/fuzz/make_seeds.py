@@ -1,20 +1,20 @@
 """Writes the seed corpora of the fuzz harnesses (tests/fuzz/seeds/NAME) with the Python package.
 
-    python3 tests/fuzz/make_seeds.py        # rewrites tests/fuzz/seeds/{filter,container,layer,json}
+    python3 tests/fuzz/make_seeds.py        # rewrites tests/fuzz/seeds/{filter,container,layer,exact}
     python3 tests/fuzz/make_seeds.py filter # only the filter seeds
 
 Small valid inputs that between them reach every branch of the formats: filters with 0, 1 and
 many pieces, arity 3 and 4, t from 1 to 32, keys far from 0; layers of every rank used, every
-encoded dtype, all-zero and empty layers; containers with raw tensors of every dtype, a scalar,
-an empty tensor, escaped names; the filter seeds cover both layouts (version 3 chunks, version 2
-pieces). Rerun it when the format changes (docs/HARDENING.md); the seeds of an older version a
-reader still accepts stay, renamed v1-NAME, v2-NAME etc. by hand.
+encoded dtype, all-zero and empty layers, an outliers section; containers (version 3) with raw
+tensors of every dtype, a scalar, an empty tensor, non-ASCII names, every codec (bloomier with
+and without outliers, exact, float16), with and without metadata; the filter seeds cover both
+layouts (version 3 chunks, version 2 pieces). Rerun it when the format changes
+(docs/HARDENING.md); the seeds of an older version a reader still meets stay, renamed v1-NAME,
+v2-NAME etc. by hand.
 """
 
 from __future__ import annotations
 
-import json
-import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -55,18 +55,28 @@ def filters(rng: np.random.Generator) -> dict[str, bytes]:
 
 
 def layers(rng: np.random.Generator) -> dict[str, bytes]:
+    # selector byte (bits 0-1 dtype: float32, float16, float64, bfloat16; bit 4: 1-D), the
+    # shape's two bytes, then the bloomier payload.
+    from weightless.exact import encode_exact
+
     out = {}
 
-    def add(name, w, selector, **kw):
-        out[name] = bytes([selector]) + encode_layer(w, threads=1, **kw).to_bytes()
+    def add(name, w, selector, outliers=None, **kw):
+        layer = encode_layer(w, threads=1, **kw)
+        layer.outliers = outliers
+        rows, cols = (w.size // 256, w.size % 256) if selector & 16 else (w.shape[0], w.size // max(w.shape[0], 1))
+        out[name] = bytes([selector, rows, cols]) + layer.to_payload()
 
     add("f32_2d", rng.normal(size=(20, 16)).astype(np.float32), 0, sparsity=0.8, clusters=8, cell_bits=6)
-    add("f16_4d", rng.normal(size=(4, 3, 3, 3)).astype(np.float32), 1, sparsity=0.7, clusters=4)
-    add("f64_1d", rng.normal(size=64), 2, sparsity=0.5, clusters=2, arity=4)
+    add("f16_2d", rng.normal(size=(12, 9)).astype(np.float32), 1, sparsity=0.7, clusters=4)
+    add("f64_1d", rng.normal(size=64), 2 | 16, sparsity=0.5, clusters=2, arity=4)
+    add("bf16", rng.normal(size=(10, 10)).astype(np.float32), 3, sparsity=0.5, clusters=4)
     add("zeros", np.zeros((30, 30), np.float32), 0)
     add("empty", np.zeros((0, 7), np.float32), 0)
     add("pieces", rng.normal(size=(40, 10)).astype(np.float32), 4 + 2, sparsity=0.6, clusters=16,
         cell_bits=10, piece_keys=30)
+    heavy = rng.standard_t(2, size=(16, 16)).astype(np.float32)
+    add("outliers", heavy, 0, encode_exact(heavy, sparsity=0.97, clusters=2), sparsity=0.8, clusters=4)
     return out
 
 
@@ -92,6 +102,10 @@ def containers(rng: np.random.Generator) -> dict[str, bytes]:
         "exact": ({"e": rng.normal(size=(16, 12)).astype(np.float32), "h": rng.normal(size=(6, 8)).astype(np.float16),
                    "z": np.zeros((4, 4), np.float32)},
                   {"layers": ["e", "h", "z"], "sparsity": 0.6, "clusters": 8, "codec": "exact"}),
+        # float16 storage of small float tensors, and a file without metadata.
+        "float16": ({"w": rng.normal(size=(8, 8)).astype(np.float32), "b": rng.normal(size=8).astype(np.float32),
+                     "d": rng.normal(size=3)},
+                    {"layers": ["w"], "sparsity": 0.5, "clusters": 4, "small_float16": 16, "metadata": False}),
     }
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,6 +113,7 @@ def containers(rng: np.random.Generator) -> dict[str, bytes]:
             path = Path(tmp) / f"{name}.wl"
             compress(state, path, threads=1, **{"codec": "bloomier", **options})  # the filter, unless named
             out[name] = path.read_bytes()
+    out["outliers"] = (HERE.parents[0] / "data" / "outliers.wl").read_bytes()  # a bloomier payload with outliers
     return out
 
 
@@ -117,17 +132,6 @@ def exact_payloads(rng: np.random.Generator) -> dict[str, bytes]:
     return out
 
 
-def json_texts(container_seeds: dict[str, bytes]) -> dict[str, bytes]:
-    out = {}
-    for name, data in container_seeds.items():
-        (n,) = struct.unpack_from("<Q", data, 8)
-        out[f"header_{name}"] = data[16 : 16 + n]
-    numbers = [0, -0, 1e5, -2.5e-3, 18446744073709551615, -9223372036854775808]
-    out["escapes"] = json.dumps({"s": "\u00e9\ud83d\ude00\"\\/\b\f\n\r\t", "n": numbers}).encode()
-    out["literals"] = b'[true,false,null,{},[],"",{"a":{"b":[[]]}}]'
-    return out
-
-
 def write(directory: Path, seeds: dict[str, bytes]) -> None:
     # Seeds of older format versions (named v1-*, ...) are kept: readers still accept them.
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,7 +143,7 @@ def write(directory: Path, seeds: dict[str, bytes]) -> None:
 
 
 def main() -> None:
-    only = set(sys.argv[1:]) or {"filter", "layer", "container", "json", "exact"}
+    only = set(sys.argv[1:]) or {"filter", "layer", "container", "exact"}
     rng = np.random.default_rng(2024)
     f = filters(rng)
     if "filter" in only:
@@ -150,8 +154,6 @@ def main() -> None:
     c = containers(rng)
     if "container" in only:
         write(HERE / "seeds" / "container", c)
-    if "json" in only:
-        write(HERE / "seeds" / "json", json_texts(c))
     if "exact" in only:
         write(HERE / "seeds" / "exact", exact_payloads(rng))
     for d in sorted((HERE / "seeds").iterdir()):

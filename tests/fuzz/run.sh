@@ -13,7 +13,7 @@ build="$(cd "${1:?usage: run.sh BUILD_DIR SECONDS [HARNESS...]}" && pwd)"
 seconds="${2:?usage: run.sh BUILD_DIR SECONDS [HARNESS...]}"
 shift 2
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(filter container layer json exact)
+[ ${#names[@]} -gt 0 ] || names=(filter container layer exact)
 
 total=0
 for name in "${names[@]}"; do

@@ -428,7 +428,7 @@ def test_table_whose_one_symbol_owns_every_slot() -> None:
     section = bytes(sum(bit << i for i, bit in enumerate(bits[j : j + 8])) for j in range(0, len(bits), 8))
     state = (1 << 31).to_bytes(8, "little")
     codebook = np.array([-1.0, 0.25, 2.5], np.float32)
-    body = (b"WLEX" + bytes([1, 1, 0, 0]) + bytes([0xBC, 0x05]) * 2 + bytes([3]) + codebook.tobytes()
+    body = (b"WLEX" + bytes([1, 1, 0, 0]) + bytes([0xBC, 0x05]) * 2 + bytes([k]) + codebook.tobytes()
             + bytes([len(section)]) + section + bytes([8]) + state + bytes([8]) + state)
     layer = ExactLayer.from_bytes(_with_crc(body))
     assert layer.shape == (n,) and layer.kept == n

@@ -150,6 +150,7 @@ def _huge_layer(shape: tuple[int, ...]) -> bytes:
     # EncodedLayer's constructor does not check; to_bytes writes what it is given.
     layer = EncodedLayer.__new__(EncodedLayer)
     layer.shape, layer.codebook, layer.filter, layer.false_positives = shape, np.zeros(1, np.float32), empty, 0
+    layer.outliers = None
     return layer.to_bytes()
 
 

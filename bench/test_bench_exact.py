@@ -4,7 +4,8 @@
     python3 -m pytest bench/test_bench_exact.py --benchmark-only --benchmark-columns=min,median,rounds
 
 Layers are i.i.d. masks with skewed 16-cluster codes (sizes of real layers; the real LeNet fc1
-is in bench/bench_exact.py). `numpy` is `np.empty(shape, float32)` then `out[...] = 0`, the
+is in bench/bench_exact.py). bench/exact_decode_speed.py prints the same comparison as a table
+of ratios, and with --baseline another build's beside it. `numpy` is `np.empty(shape, float32)` then `out[...] = 0`, the
 cheapest way numpy allocates and writes every element; `exact` allocates, zeroes and scatters.
 """
 
@@ -18,11 +19,17 @@ import pytest
 from weightless.exact import ExactLayer, encode_clustered
 
 LAYERS = {  # name: (shape, density)
-    "lenet300-fc1-8%": ((300, 784), 0.08),
+    "lenet300-fc1-0.1%": ((300, 784), 0.001),
     "lenet300-fc1-1%": ((300, 784), 0.01),
-    "4096x4096-0.1%": ((4096, 4096), 0.001),
+    "lenet300-fc1-8%": ((300, 784), 0.08),
+    "lenet300-fc1-50%": ((300, 784), 0.5),
+    "lenet300-fc1-100%": ((300, 784), 1.0),
+    "4096x1024-0.1%": ((4096, 1024), 0.001),
+    "4096x1024-1%": ((4096, 1024), 0.01),
+    "4096x1024-8%": ((4096, 1024), 0.08),
+    "4096x1024-50%": ((4096, 1024), 0.5),
+    "4096x1024-100%": ((4096, 1024), 1.0),
     "4096x4096-1%": ((4096, 4096), 0.01),
-    "4096x4096-8%": ((4096, 4096), 0.08),
     "1536x384-50%": ((1536, 384), 0.5),
     "1536x384-90%": ((1536, 384), 0.9),
 }

@@ -318,3 +318,121 @@ def test_spec_decoder_agrees(gap_mode: int, code_mode: int, ways: int) -> None:
     # a gap of 2^37 (35 raw bits: three 16-bit chunks) in a 2^40-position tensor
     big = encode_clustered([5, (1 << 37) + 3], [1, 0], (1 << 40,), [0.5, -0.5], ways=ways)
     assert _spec_decode(big.to_bytes())[1] == [(5, 1), ((1 << 37) + 3, 0)]
+
+
+def _stream_regions(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of the gap stream's and the code stream's words in a payload (FORMAT.md)."""
+    at = 8
+
+    def varint() -> int:
+        nonlocal at
+        v, shift = 0, 0
+        while True:
+            b = data[at]
+            at += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+
+    for _ in range(data[5]):
+        varint()
+    varint()
+    k = varint()
+    at += 4 * k
+    t = varint()  # the table section
+    at += t
+    regions = []
+    for _ in range(2):  # the gap stream, then the code stream, each after its size
+        t = varint()
+        regions.append((at, at + t))
+        at += t
+    return regions
+
+
+def _with_crc(body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("gap_mode,code_mode,ways,density", [(0, 0, 1, 0.08), (0, 0, 4, 0.9), (1, 0, 2, 0.5),
+                                                             (0, 3, 2, 0.3), (1, 1, 4, 0.08), (1, 2, 1, 1.0)])
+def test_hostile_streams_agree_with_the_spec_decoder(gap_mode: int, code_mode: int, ways: int,
+                                                     density: float) -> None:
+    """Stream bytes mutated (CRC repaired, header and tables intact): the decoder accepts exactly
+    what the spec transcription accepts, with the same tensor. The C++ decoder reads streams
+    without per-symbol end checks inside chunks (csrc/codecs/exact.cpp), so this is where an
+    over-read or a missed check would show."""
+    rng = np.random.default_rng([gap_mode, code_mode, ways, int(density * 100)])
+    shape = (24, 40)
+    positions, codes, codebook = _random_layer(rng, shape, density, 6, structured=True)
+    data = encode_clustered(positions, codes, shape, codebook, gap_mode=gap_mode, code_mode=code_mode,
+                            ways=ways).to_bytes()
+    regions = _stream_regions(data)
+    accepted = 0
+    for trial in range(300):
+        body = bytearray(data[:-4])
+        for _ in range(1 + trial % 3):
+            start, end = regions[int(rng.integers(2))]
+            at = int(rng.integers(start, end))
+            if trial % 2:
+                body[at] ^= 1 << int(rng.integers(8))
+            else:
+                body[at] = int(rng.integers(256))
+        mutated = _with_crc(bytes(body))
+        try:
+            expected = _spec_decode(mutated)
+        except (AssertionError, IndexError):
+            expected = None
+        layer = ExactLayer.from_bytes(mutated)  # header and tables are intact
+        if expected is None:
+            with pytest.raises(ValueError):
+                layer.decode()
+            with pytest.raises(ValueError):
+                layer.sparse()
+            continue
+        accepted += 1
+        p, c = layer.sparse()
+        assert [(int(a), int(b)) for a, b in zip(p, c)] == expected[1]
+        dense = np.zeros(int(np.prod(shape)), np.float32)
+        dense[p] = codebook[c]
+        assert np.array_equal(layer.decode().reshape(-1).view(np.uint32), dense.view(np.uint32))
+    assert accepted < 300  # the mutations did reach the streams
+
+
+def test_table_whose_one_symbol_owns_every_slot() -> None:
+    """A table may list symbols of frequency 0 before one that takes all 2^b slots (the encoder
+    never writes one; a hand-made payload may): every state is left as it is, a case the
+    decoder's packed slot entries (freq in 12 bits) store as scale 1. Built from FORMAT.md."""
+    bits: list[int] = []
+
+    def put(v: int, m: int) -> None:
+        bits.extend((v >> i) & 1 for i in range(m))
+
+    def gamma(v: int) -> None:
+        ell = v.bit_length() - 1
+        put(0, ell)
+        put(1, 1)
+        put(v, ell)
+
+    n, k = 700, 3
+    put(12, 4)  # gap table: b = 12, one symbol (gap 0): every weight is kept
+    gamma(1)
+    put(12, 4)  # code table: b = 12, A = 3, k = 0, f = (0, 0, 4096): every code is 2
+    gamma(3)
+    put(0, 4)
+    gamma(1)  # eg(0) of 0: gamma(0 + 1)
+    gamma(1)
+    section = bytes(sum(bit << i for i, bit in enumerate(bits[j : j + 8])) for j in range(0, len(bits), 8))
+    state = (1 << 31).to_bytes(8, "little")
+    codebook = np.array([-1.0, 0.25, 2.5], np.float32)
+    body = (b"WLEX" + bytes([1, 1, 0, 0]) + bytes([0xBC, 0x05]) * 2 + bytes([k]) + codebook.tobytes()
+            + bytes([len(section)]) + section + bytes([8]) + state + bytes([8]) + state)
+    layer = ExactLayer.from_bytes(_with_crc(body))
+    assert layer.shape == (n,) and layer.kept == n
+    assert _spec_decode(layer.to_bytes())[1] == [(i, 2) for i in range(n)]
+    assert np.array_equal(layer.decode(), np.full(n, 2.5, np.float32))
+    p, c = layer.sparse()
+    assert np.array_equal(p, np.arange(n)) and np.array_equal(c, np.full(n, 2))

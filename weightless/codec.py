@@ -12,7 +12,7 @@ import operator
 import os
 import struct
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # weightless.exact imports this module
     from .exact import ExactLayer
 
 __all__ = ["EncodedLayer", "encode_layer", "encode_clustered", "choose_cell_bits", "max_decode_bytes",
-           "DEFAULT_FP_RATE"]
+           "DEFAULT_FP_RATE", "choose_outliers", "split_outliers", "OUTLIER_SCALE", "MAX_OUTLIER_FRACTION"]
 
 # With neither cell_bits nor fp_rate given: about 1 zero weight in 64 reads back as a spurious
 # weight. Retraining absorbs more; without it, this keeps accuracy close to the clustered model.
@@ -281,6 +281,120 @@ class EncodedLayer:
         )
 
 
+#: `outliers` of `encode_clustered` / `encode_layer`: "auto" (`choose_outliers` decides), None
+#: (no outliers: the filter holds every kept weight), or how many of the largest-|centroid|
+#: clusters to store exactly, apart from the filter.
+Outliers = Union[Literal["auto"], int, None]
+
+#: "auto" moves only clusters whose |centroid| exceeds this multiple of the kept weights'
+#: median magnitude (an outlier, not the tail of a Gaussian or Laplace body), and at most
+#: MAX_OUTLIER_FRACTION of the kept weights.
+OUTLIER_SCALE = 4.0
+MAX_OUTLIER_FRACTION = 0.25
+_CELLS_PER_KEY = 1.035  # the default filter layout's cells per key (arity 4, chunked)
+
+
+def split_outliers(clustered: ClusteredTensor, clusters: int) -> tuple[ClusteredTensor, ClusteredTensor]:
+    """(the rest, the outliers): the tensor without its `clusters` largest-|centroid| clusters
+    (ties: the larger centroid first), and those clusters' weights alone. Both keep the shape;
+    codes are renumbered into each part's codebook, still ascending."""
+    k = len(clustered.codebook)
+    if not 0 <= clusters <= k:
+        raise ValueError(f"outlier clusters must be in 0..{k}, got {clusters}")
+    book = clustered.codebook.astype(np.float64)
+    order = np.lexsort((-book, -np.abs(book)))  # by |c| descending, then c descending
+    out = np.zeros(k, dtype=bool)
+    out[order[:clusters]] = True
+    number = np.zeros(k, dtype=np.int64)
+    number[~out] = np.arange(k - clusters)
+    number[out] = np.arange(clusters)
+    moved = out[clustered.codes]
+
+    def part(mask: np.ndarray, chosen: np.ndarray) -> ClusteredTensor:
+        return ClusteredTensor(clustered.shape, clustered.positions[mask],
+                               number[clustered.codes[mask]].astype(clustered.codes.dtype),
+                               clustered.codebook[chosen])
+
+    return part(~moved, ~out), part(moved, out)
+
+
+def _cell_bits_for(clusters: int, cell_bits: int | None, fp_rate: float | None) -> int:
+    if cell_bits is not None:
+        return cell_bits
+    return choose_cell_bits(clusters, DEFAULT_FP_RATE if fp_rate is None else fp_rate)
+
+
+def choose_outliers(clustered: ClusteredTensor, *, cell_bits: int | None = None, fp_rate: float | None = None,
+                    scale: float = OUTLIER_SCALE, max_fraction: float = MAX_OUTLIER_FRACTION) -> int:
+    """How many of the largest-|centroid| clusters `outliers="auto"` stores exactly, apart from
+    the filter (docs/FALSE_POSITIVES.md).
+
+    A zero weight read back as a false positive takes a centroid of the filter's codebook with
+    probability 2^-t each, so the expected false-positive squared error is
+    zeros * 2^-t * sum(c^2 over the filter's codebook): one large centroid dominates it. Moving
+    the m largest clusters out takes their centroids from the filter (a false positive can only
+    be a smaller value; the filter may also need fewer cell bits) and stores their weights in an
+    exact layer. The m chosen minimises
+
+        bits(m) + 1.035 * kept * log2(error(m) + ||clustered||^2 / 100)
+
+    with bits(m) the filter's cells (1.035 t per key) plus the exact layer's information bound,
+    error(m) the expected false-positive squared error: storage is spent on outliers only where
+    it buys more than the same bits spent on the filter's cells would (each cell bit per key
+    halves the false positives), and only while the false positives' error is above a relative
+    error of about 0.1 (with t = 24 nothing moves). Only clusters whose |centroid| exceeds `scale` times the kept
+    weights' median magnitude are candidates (outliers, not the tail of the layer's body: a
+    Gaussian layer keeps every cluster in the filter), at most `max_fraction` of the kept weights
+    move, and at least one cluster stays in the filter; 0 when there are no zero weights or fewer
+    than 2 clusters.
+    """
+    from .exact import information_bound_bits
+
+    k, n, size = len(clustered.codebook), clustered.kept, clustered.size
+    zeros = size - n
+    if k < 2 or n == 0 or zeros == 0:
+        return 0
+    book = clustered.codebook.astype(np.float64)
+    order = np.lexsort((-book, -np.abs(book)))
+    counts = np.bincount(clustered.codes.astype(np.int64), minlength=k)
+    squares = book**2
+    floor = float(squares[clustered.codes.astype(np.int64)].sum()) / 100
+    typical = float(np.median(np.abs(book[clustered.codes.astype(np.int64)])))
+    candidates = int(np.count_nonzero(np.abs(book) > scale * typical))
+    best, best_cost = 0, math.inf
+    moved = 0
+    for m in range(min(candidates, k - 1) + 1):
+        if m:
+            moved += int(counts[order[m - 1]])
+            if moved > max_fraction * n:
+                break
+        t = _cell_bits_for(k - m, cell_bits, fp_rate)
+        error = zeros * 2.0**-t * float(squares[order[m:]].sum())
+        bits = _CELLS_PER_KEY * t * (n - moved)
+        if m:
+            out = np.isin(clustered.codes, order[:m])
+            bits += information_bound_bits(size, clustered.codes[out]) + 8 * (4 * m + 24)  # codebook, header
+        cost = bits + _CELLS_PER_KEY * n * math.log2(error + floor + 1e-300)
+        if cost < best_cost:
+            best, best_cost = m, cost
+    return best
+
+
+def _outlier_count(clustered: ClusteredTensor, outliers: Outliers, cell_bits: int | None,
+                   fp_rate: float | None) -> int:
+    if outliers is None:
+        return 0
+    if isinstance(outliers, str):
+        if outliers != "auto":
+            raise ValueError(f'outliers must be "auto", None or a number of clusters, got {outliers!r}')
+        return choose_outliers(clustered, cell_bits=cell_bits, fp_rate=fp_rate)
+    if isinstance(outliers, bool) or not isinstance(outliers, (int, np.integer)) or \
+            not 0 <= int(outliers) < max(len(clustered.codebook), 1):
+        raise ValueError(f"outliers must be \"auto\", None or a number of clusters in "
+                         f"0..{max(len(clustered.codebook) - 1, 0)}, got {outliers!r}")
+    return int(outliers)
+
+
 def encode_clustered(
     clustered: ClusteredTensor,
     *,
@@ -291,10 +405,26 @@ def encode_clustered(
     piece_keys: int | None = None,
     block_keys: int | None = None,
     threads: int | None = None,
+    outliers: Outliers = "auto",
 ) -> EncodedLayer:
-    """Store a pruned, clustered tensor in a Bloomier filter (arguments as for `encode_layer`)."""
+    """Store a pruned, clustered tensor in a Bloomier filter (arguments as for `encode_layer`).
+
+    With outliers (`outliers="auto"`: `choose_outliers`; or a number of clusters), the largest-
+    |centroid| clusters' weights are stored exactly in `EncodedLayer.outliers` and the filter
+    holds the rest, its codebook only the remaining centroids (t is chosen for those when
+    cell_bits is not given). Outlier positions are not keys of the filter; decoding overwrites
+    them with their values.
+    """
     if cell_bits is not None and fp_rate is not None:
         raise ValueError("give cell_bits or fp_rate, not both")
+    whole = clustered
+    moved = _outlier_count(clustered, outliers, cell_bits, fp_rate)
+    exact_part = None
+    if moved:
+        from .exact import encode_clustered as encode_exact_clustered
+
+        clustered, rest = split_outliers(whole, moved)
+        exact_part = encode_exact_clustered(rest.positions, rest.codes, rest.shape, rest.codebook)
     k = len(clustered.codebook)
     r = value_bits_for(k)
     if cell_bits is None:
@@ -304,8 +434,11 @@ def encode_clustered(
     threads = _threads(threads)
     f = BloomierFilter(clustered.positions.astype(np.uint64), clustered.codes, value_bits=r, cell_bits=cell_bits,
                        seed=seed, arity=arity, piece_keys=piece_keys, block_keys=block_keys, threads=threads)
-    decoded_nonzero = f.count_decoded(clustered.size, k, threads=threads)
-    return EncodedLayer(clustered.shape, clustered.codebook, f, decoded_nonzero - clustered.kept)
+    false_positives = f.count_decoded(clustered.size, k, threads=threads) - clustered.kept
+    if exact_part is not None:  # what the filter decodes at outlier positions is overwritten
+        values = f.lookup(rest.positions.astype(np.uint64))
+        false_positives -= int(np.count_nonzero((values >= 0) & (values < k)))
+    return EncodedLayer(whole.shape, clustered.codebook, f, false_positives, exact_part)
 
 
 def encode_layer(
@@ -322,6 +455,7 @@ def encode_layer(
     piece_keys: int | None = None,
     block_keys: int | None = None,
     threads: int | None = None,
+    outliers: Outliers = "auto",
 ) -> EncodedLayer:
     """Prune, cluster and encode a float tensor of any rank.
 
@@ -340,6 +474,11 @@ def encode_layer(
             key); arity 3 needs ~1.11; piece_keys / block_keys ask for the older peeled "fuse"
             layout (format v2; docs/RETRIEVAL.md).
         threads: for building and counting; the result does not depend on it.
+        outliers: "auto" (default) stores the largest-|centroid| clusters exactly, apart from
+            the filter, where that reduces the false positives' error by more than the same
+            bytes spent on cell bits would (`choose_outliers`; docs/FALSE_POSITIVES.md), so a
+            false positive can only take a small value; a number forces that many clusters;
+            None stores every kept weight in the filter (the encoding of earlier versions).
 
     The same as `encode_clustered(prune_and_cluster(weights, ...), ...)`.
     """
@@ -350,4 +489,4 @@ def encode_layer(
         raise ValueError("give cell_bits or fp_rate, not both")
     clustered = prune_and_cluster(w, sparsity=sparsity, threshold=threshold, clusters=clusters, seed=seed, init=init)
     return encode_clustered(clustered, cell_bits=cell_bits, fp_rate=fp_rate, seed=seed, arity=arity,
-                            piece_keys=piece_keys, block_keys=block_keys, threads=threads)
+                            piece_keys=piece_keys, block_keys=block_keys, threads=threads, outliers=outliers)

@@ -269,27 +269,24 @@ void write_table(BitWriter& w, const EncTable& t) {
     for (size_t i = 0; i + 1 < t.freq.size(); ++i) w.exp_golomb(t.freq[i], t.k);
 }
 
+// A table as read: its scale and symbols' frequencies (in Header::freq from `first`). The
+// decoder's slot tables are built from it (SlotTables), not by exact_info().
 struct DecTable {
-    uint32_t b = kUnusedTable, mask = 0;
-    std::vector<uint16_t> sym;  // slot -> symbol, 2^b entries (tables of more than 256 symbols)
-    // slot -> symbol | (freq - 1) << 8 | (slot - cum) << 20, one load per symbol (<= 256 symbols)
-    std::vector<uint32_t> packed;
-    std::vector<uint32_t> fc;   // symbol -> freq | cum << 16
+    uint32_t b = kUnusedTable;
+    uint32_t symbols = 0, first = 0;
+    bool unused() const { return b == kUnusedTable; }
 };
 
-DecTable read_table(BitReader& r, uint32_t max_symbols) {
+DecTable read_table(BitReader& r, uint32_t max_symbols, std::vector<uint32_t>& freq) {
     DecTable t;
     t.b = r.get(4);
     if (t.b == kUnusedTable) return t;
     if (t.b > kMaxScaleBits) malformed("table scale out of range");
     const uint32_t scale = 1u << t.b;
-    t.mask = scale - 1;
     uint32_t a = r.gamma(12);
     if (a > max_symbols) malformed("table has more symbols than its alphabet");
-    t.fc.resize(a);
-    const bool pack = a <= 256;
-    if (pack) t.packed.resize(scale);
-    else t.sym.resize(scale);
+    t.symbols = a;
+    t.first = uint32_t(freq.size());
     uint32_t k = a >= 2 ? r.get(4) : 0;
     if (k > kMaxScaleBits) malformed("table order out of range");
     uint32_t sum = 0;
@@ -302,11 +299,7 @@ DecTable read_table(BitReader& r, uint32_t max_symbols) {
             f = scale - sum;
             if (f == 0) malformed("table ends in an unused symbol");
         }
-        t.fc[i] = f | sum << 16;
-        if (pack)
-            for (uint32_t s = 0; s < f; ++s) t.packed[sum + s] = i | (f - 1) << 8 | s << 20;
-        else
-            for (uint32_t s = 0; s < f; ++s) t.sym[sum + s] = uint16_t(i);
+        freq.push_back(f);
         sum += f;
     }
     return t;
@@ -415,6 +408,7 @@ struct Header {
     ExactInfo info;
     uint32_t k = 0, ways = 1;
     std::vector<DecTable> gap, code;
+    std::vector<uint32_t> freq;  // every table's frequencies, in table order
     const uint8_t* gap_stream = nullptr;
     size_t gap_size = 0;
     const uint8_t* code_stream = nullptr;
@@ -471,8 +465,8 @@ Header parse(const uint8_t* data, size_t size) {
     uint32_t ng = gap_tables(h.info.gap_mode), nc = code_tables(h.info.code_mode, k);
     h.gap.reserve(ng);
     h.code.reserve(nc);
-    for (uint32_t i = 0; i < ng; ++i) h.gap.push_back(read_table(tr, kGapSymbols));
-    for (uint32_t i = 0; i < nc; ++i) h.code.push_back(read_table(tr, h.k));
+    for (uint32_t i = 0; i < ng; ++i) h.gap.push_back(read_table(tr, kGapSymbols, h.freq));
+    for (uint32_t i = 0; i < nc; ++i) h.code.push_back(read_table(tr, h.k, h.freq));
     if ((tr.bit + 7) / 8 != table_size) malformed("table section has unused bytes");
     while (tr.bit % 8)
         if (tr.get(1)) malformed("table section padding is not zero");
@@ -487,50 +481,146 @@ Header parse(const uint8_t* data, size_t size) {
     return h;
 }
 
-struct GapSymbols {  // gap symbol -> (smallest gap, raw bits)
-    uint64_t base[kGapSymbols];
-    uint32_t bits[kGapSymbols];
-    GapSymbols() {
-        for (uint32_t s = 0; s < kGapSymbols; ++s) {
-            if (s < kDirectGaps) {
-                base[s] = s;
-                bits[s] = 0;
-            } else {
-                uint32_t e = (s - kDirectGaps) / 4 + 4;
-                bits[s] = e - 2;
-                base[s] = uint64_t(4 | ((s - kDirectGaps) & 3)) << (e - 2);
+// --- decoding -----------------------------------------------------------------------------
+//
+// One forward pass over the kept weights in chunks of kChunk (a multiple of W), each chunk's
+// positions and codes into small arrays, then (dense output) the chunk's zeros and values
+// written, so that the scattered values land in cache lines just zeroed and no position is
+// written twice but the kept ones. Loops per payload kind (Chunks):
+// - dense masks (no gap of 16 or more; or every gap 0, when the gap stream holds nothing to
+//   decode: see kGapIdentity) decode a chunk's gaps, then its codes, each loop holding only its
+//   own W states;
+// - otherwise, and with code contexts, gaps and codes in one loop (the work of one fills the
+//   other's latency).
+// Inside a chunk nothing is checked against a stream's end: when fewer words are left than a
+// chunk could read if every renormalisation read one, the stream's last words are copied ahead
+// of zeros (Tail), and a stream read past its end is found after the chunk. The n mod W last
+// weights, and payloads without a chunk loop, take Decoder::step: every check in the format's
+// order, the reference the loops must agree with.
+//
+// Slot tables: one array of entries per stream. An entry of a table of at most 256 symbols is
+// freq | (slot - cum) << 12 | symbol << 24: a symbol is one load, a mask, a multiply and an
+// add. A table whose slots all belong to one symbol leaves the state as it is (x = 2^b
+// floor(x / 2^b) + slot); it is stored as scale 1 (freq 1, shift 0), so every stored freq is
+// below 4096. Where memory allows, a stream's tables share one stride 2^B (B its largest scale;
+// a table of scale b < B repeated 2^(B - b) times), so that the table of context c starts at
+// c << B: a code's table depends on the previous code by arithmetic, not through a load. A
+// table of more than 256 symbols (a code table of K > 256, mode 0) keeps slot -> symbol and
+// symbol -> freq | cum << 16; such payloads take the checked step throughout.
+
+constexpr uint64_t kChunk = 512;
+
+// Gap symbol s >= 16: (s >> 2) - 2 raw bits below a base of (4 | (s & 3)) << bits; s < 16: s.
+constexpr uint32_t gap_raw_bits(uint32_t sym) {  // without a branch: s >= 16 is a coin toss
+    return ((sym >> 2) - 2) & (0u - uint32_t(sym >= kDirectGaps));
+}
+constexpr uint64_t gap_base(uint32_t sym, uint32_t bits) {
+    return sym >= kDirectGaps ? uint64_t(4 | (sym & 3)) << bits : sym;
+}
+struct GapBases {
+    uint64_t v[kGapSymbols];
+    constexpr GapBases() : v() {
+        for (uint32_t s = 0; s < kGapSymbols; ++s) v[s] = gap_base(s, s >= kDirectGaps ? (s >> 2) - 2 : 0);
+    }
+};
+constexpr GapBases kGapBase;
+
+struct SlotTables {
+    std::vector<uint32_t> entry;        // freq | (slot - cum) << 12 | symbol << 24, all tables
+    std::vector<uint32_t> offset;       // per table: its first entry
+    std::vector<uint32_t> shift, mask;  // per table: b, and the mask of its slot index
+    std::vector<uint8_t> unused;        // per table
+    uint32_t stride_log2 = 0;           // B when strided (offset[t] = t << B, mask[t] = 2^B - 1)
+    bool strided = false;
+    bool wide = false;                  // a table of more than 256 symbols: sym / fc below
+    std::vector<uint16_t> sym;
+    std::vector<uint32_t> fc;
+    uint32_t max_symbols = 0;           // largest alphabet of a used table
+};
+
+SlotTables build_slots(const std::vector<DecTable>& tables, const std::vector<uint32_t>& freq) {
+    SlotTables s;
+    const size_t nt = tables.size();
+    s.offset.assign(nt, 0);
+    s.shift.assign(nt, 0);
+    s.mask.assign(nt, 0);
+    s.unused.assign(nt, 1);
+    uint32_t bmax = 0;
+    uint64_t total = 0;
+    for (const auto& t : tables) {
+        if (t.unused()) continue;
+        bmax = std::max(bmax, t.b);
+        total += uint64_t(1) << t.b;
+        s.max_symbols = std::max(s.max_symbols, t.symbols);
+        if (t.symbols > 256) s.wide = true;
+    }
+    if (s.wide) {  // only a lone code table (contexts need K <= 256)
+        for (size_t i = 0; i < nt; ++i) {
+            const DecTable& t = tables[i];
+            if (t.unused()) continue;
+            s.unused[i] = 0;
+            s.shift[i] = t.b;
+            s.mask[i] = (1u << t.b) - 1;
+            s.offset[i] = uint32_t(s.sym.size());
+            s.sym.resize(s.sym.size() + (size_t(1) << t.b));
+            uint16_t* sym = s.sym.data() + s.offset[i];
+            uint32_t cum = 0;
+            for (uint32_t a = 0; a < t.symbols; ++a) {
+                uint32_t f = freq[t.first + a];
+                s.fc.push_back(f | cum << 16);
+                for (uint32_t j = 0; j < f; ++j) sym[cum + j] = uint16_t(a);
+                cum += f;
             }
         }
+        return s;
     }
-};
-
-// What the decode loop reads of a table: plain pointers, one cache line.
-struct TableView {
-    const uint32_t* packed;  // null for tables of more than 256 symbols
-    const uint16_t* sym;
-    const uint32_t* fc;
-    uint32_t b, mask;
-    bool unused;
-};
-
-TableView view_of(const DecTable& t) {
-    return {t.packed.empty() ? nullptr : t.packed.data(), t.sym.empty() ? nullptr : t.sym.data(),
-            t.fc.empty() ? nullptr : t.fc.data(), t.b == kUnusedTable ? 0 : t.b, t.mask, t.b == kUnusedTable};
+    // Strided when it costs at most 4x the plain layout (or 8192 entries, 32 KB): always for
+    // the 3 gap tables, for fc1's 19 code tables of scales 5..8; not for 259 tables of 4096.
+    const uint64_t strided_entries = uint64_t(nt) << bmax;
+    s.strided = nt > 1 && strided_entries <= std::max<uint64_t>(4 * total, 8192);
+    s.stride_log2 = s.strided ? bmax : 0;
+    s.entry.resize(size_t(s.strided ? strided_entries : total));
+    uint32_t at = 0;
+    for (size_t i = 0; i < nt; ++i) {
+        const DecTable& t = tables[i];
+        const uint32_t block = s.strided ? 1u << bmax : t.unused() ? 0 : 1u << t.b;
+        s.offset[i] = s.strided ? uint32_t(i) << bmax : at;
+        at += block;
+        if (t.unused()) continue;
+        s.unused[i] = 0;
+        uint32_t* e = s.entry.data() + s.offset[i];
+        uint32_t b = t.b, cum = 0;
+        for (uint32_t a = 0; a < t.symbols; ++a) {
+            const uint32_t f = freq[t.first + a];
+            if (f == 1u << t.b) {  // the only symbol with slots: the identity, stored as scale 1
+                b = 0;
+                e[0] = 1 | a << 24;
+                break;
+            }
+            for (uint32_t j = 0; j < f; ++j) e[cum + j] = f | j << 12 | a << 24;
+            cum += f;
+        }
+        s.shift[i] = b;
+        s.mask[i] = block - 1;
+        for (uint32_t j = 1u << b; j < block; ++j) e[j] = e[j & ((1u << b) - 1)];  // repeats
+    }
+    return s;
 }
 
-inline uint32_t decode_symbol(uint64_t& x, Stream& s, const TableView& t) {
-    uint32_t slot = uint32_t(x) & t.mask;
-    if (t.packed) {
-        uint32_t e = t.packed[slot];
-        x = uint64_t(((e >> 8) & 0xFFF) + 1) * (x >> t.b) + (e >> 20);
-        rans_renorm(x, s);
-        return e & 0xFF;
+// Renormalisation inside a chunk, where the stream is known to hold every word it may read.
+inline void renorm_unchecked(uint64_t& x, const uint8_t*& in) {
+    if (x < kRansL) {
+        x = (x << 32) | load_le32(in);
+        in += 4;
     }
-    uint32_t sym = t.sym[slot];
-    uint32_t fc = t.fc[sym];
-    x = uint64_t(fc & 0xFFFF) * (x >> t.b) + slot - (fc >> 16);
-    rans_renorm(x, s);
-    return sym;
+}
+
+// A symbol from a packed table whose entries start at e: slot = x mod 2^b (the mask may be
+// wider: strided entries repeat), then x = f * floor(x / 2^b) + slot - cum.
+inline uint32_t packed_symbol(uint64_t& x, const uint32_t* e, uint64_t mask, uint32_t b) {
+    const uint32_t v = e[x & mask];
+    x = uint64_t(v & 0xFFF) * (x >> b) + ((v >> 12) & 0xFFF);
+    return v >> 24;
 }
 
 inline uint64_t decode_raw(uint64_t& x, Stream& s, uint32_t bits) {  // bits <= 16
@@ -540,95 +630,400 @@ inline uint64_t decode_raw(uint64_t& x, Stream& s, uint32_t bits) {  // bits <= 
     return v;
 }
 
-// The decoder's one pass; emit(pos, code) for every kept weight, in order. Gaps and codes are
-// separate streams of W interleaved states each, so 2 W dependency chains overlap; contexts
-// are chosen without branches where the compiler allows.
-template <unsigned W, uint32_t gap_mode, uint32_t code_mode, typename Emit>
-void decode_pass_w(const Header& h, Emit emit) {
-    static const GapSymbols gap_symbols;
-    const uint64_t n = h.info.kept;
-    uint64_t gx[W], cx[W];
-    Stream gs, cs;
-    rans_start(gs, h.gap_stream, h.gap_size, W, gx);
-    rans_start(cs, h.code_stream, h.code_size, W, cx);
-    const uint64_t size = h.info.size;
-    const uint64_t row_len = row_length(h.info.shape, h.info.size);
-    std::vector<TableView> views;
-    views.reserve(h.gap.size() + h.code.size());
-    for (const auto& t : h.gap) views.push_back(view_of(t));
-    for (const auto& t : h.code) views.push_back(view_of(t));
-    const TableView* gap_t = views.data();
-    const TableView* code_t = views.data() + h.gap.size();
-    const uint32_t k = h.k;
-    uint64_t next = 0, prev_pos = 0, row_end = 0;
-    uint32_t prev_code = 0, prev_gap = kDirectGaps;
-    auto step = [&](uint64_t& gxj, uint64_t& cxj) __attribute__((always_inline)) {
-        const TableView& gt = gap_t[gap_mode ? gap_context(prev_gap) : 0];
-        if (gt.unused) malformed("gap in an unused context");
-        uint32_t sym = decode_symbol(gxj, gs, gt);
-        uint32_t bits = gap_symbols.bits[sym];
-        uint64_t g = gap_symbols.base[sym] | decode_raw(gxj, gs, std::min(bits, kRawChunk));
+// A stream's last words copied, with zero words after them, once fewer are left than a chunk
+// may read: the chunk loops then read without checks, and a stream read past its end (into the
+// zeros) is malformed, found after the chunk.
+struct Tail {
+    std::vector<uint8_t> bytes;
+    void room(Stream& s, uint64_t need) {
+        if (!bytes.empty() || uint64_t(s.end - s.in) >= need + 4) return;
+        const size_t left = size_t(s.end - s.in);
+        bytes.assign(left + size_t(kChunk) * 4 * 5 + 8, 0);  // a chunk reads at most 5 words per weight
+        if (left) std::memcpy(bytes.data(), s.in, left);
+        s.in = bytes.data();
+        s.end = bytes.data() + left;
+    }
+};
+
+struct Decoder {
+    const Header& h;
+    SlotTables gt, ct;
+    unsigned ways;
+    uint64_t gx[4] = {}, cx[4] = {};
+    Stream gs{}, cs{};
+    uint64_t size, row_len, next = 0, prev_pos = 0, row_end = 0;
+    uint32_t prev_gap = kDirectGaps, prev_code = 0;
+    uint32_t gap_words = 2;  // most words one weight's gap can read (its symbol and raw chunks)
+    Tail gtail, ctail;
+
+    explicit Decoder(const Header& hd)
+        : h(hd), gt(build_slots(hd.gap, hd.freq)), ct(build_slots(hd.code, hd.freq)), ways(hd.ways),
+          size(hd.info.size), row_len(row_length(hd.info.shape, hd.info.size)) {
+        rans_start(gs, h.gap_stream, h.gap_size, ways, gx);
+        rans_start(cs, h.code_stream, h.code_size, ways, cx);
+        if (gt.max_symbols == 1) gap_words = 0;  // kGapIdentity: no word is ever read
+        else if (gt.max_symbols > kDirectGaps) {
+            uint32_t bits = gap_raw_bits(gt.max_symbols - 1);
+            gap_words = 1 + std::max<uint32_t>(1, (bits + kRawChunk - 1) / kRawChunk);
+        }
+    }
+
+    static uint32_t symbol(uint64_t& x, Stream& s, const SlotTables& t, uint32_t table) {
+        uint32_t sym;
+        if (t.wide) {
+            const uint32_t slot = uint32_t(x) & t.mask[table];
+            sym = t.sym[t.offset[table] + slot];
+            const uint32_t fc = t.fc[sym];
+            x = uint64_t(fc & 0xFFFF) * (x >> t.shift[table]) + slot - (fc >> 16);
+        } else {
+            sym = packed_symbol(x, t.entry.data() + t.offset[table], t.mask[table], t.shift[table]);
+        }
+        rans_renorm(x, s);
+        return sym;
+    }
+
+    // Kept weight i, every step checked: the reference the chunk loops must agree with.
+    template <typename Emit>
+    void step(uint64_t i, Emit& emit) {
+        const unsigned j = unsigned(i % ways);
+        const uint32_t gctx = h.info.gap_mode ? gap_context(prev_gap) : 0;
+        if (gt.unused[gctx]) malformed("gap in an unused context");
+        const uint32_t sym = symbol(gx[j], gs, gt, gctx);
+        const uint32_t bits = gap_raw_bits(sym);
+        uint64_t g = gap_base(sym, bits) | decode_raw(gx[j], gs, std::min(bits, kRawChunk));
         for (uint32_t at = kRawChunk; at < bits; at += kRawChunk)  // gaps of 2^18 and more
-            g |= decode_raw(gxj, gs, std::min(kRawChunk, bits - at)) << at;
+            g |= decode_raw(gx[j], gs, std::min(kRawChunk, bits - at)) << at;
         if (g >= size - next) malformed("position past the end of the tensor");
         const uint64_t pos = next + g;
         uint32_t ctx = 0;
-        if constexpr (code_mode != 0) {
-            bool same_row = pos < row_end;
-            if (!same_row)
-                while (row_end <= pos) row_end += row_len;  // O(rows) in all
-            // Arithmetic rather than branches: adjacency is close to a coin toss.
-            const uint32_t same = same_row, adjacent = same & uint32_t(prev_pos + 1 == pos);
-            const uint32_t left = 1 + prev_code;
-            const uint32_t other = code_mode == 2 ? left : code_mode == 3 ? k + 1 + uint32_t(2 * prev_code >= k) : 0;
-            ctx = adjacent * left + (same & (adjacent ^ 1)) * other;
+        if (h.info.code_mode != 0) {
+            const bool same = i > 0 && pos < row_end;
+            while (row_end <= pos) row_end += row_len;
+            const bool adjacent = same && prev_pos + 1 == pos;
+            const uint32_t cm = h.info.code_mode;
+            ctx = adjacent ? 1 + prev_code
+                : same && cm == 2 ? 1 + prev_code
+                : same && cm == 3 ? h.k + 1 + uint32_t(2 * prev_code >= h.k)
+                : 0;
         }
-        const TableView& ct = code_t[ctx];
-        if (ct.unused) malformed("code in an unused context");
-        const uint32_t c = decode_symbol(cxj, cs, ct);
-        emit(pos, c);
+        if (ct.unused[ctx]) malformed("code in an unused context");
+        const uint32_t c = symbol(cx[j], cs, ct, ctx);
+        emit(i, pos, c);
         prev_pos = pos;
         prev_code = c;
         prev_gap = sym;
         next = pos + 1;
-    };
-    // Unrolled with constant state indices (states stay in registers).
-    uint64_t i = 0;
-    for (; i + W <= n; i += W) {
-#pragma GCC unroll 4
-        for (unsigned j = 0; j < W; ++j) step(gx[j], cx[j]);
     }
+};
+
+// Gap kinds: every used gap table is the lone symbol 0 (dense: nothing to decode, no state
+// changes, no word is read), or has only symbols below 16 (no raw bits), or anything.
+enum GapKind { kGapIdentity, kGapDirect, kGapAny };
+
+// What the chunk loops read of a stream's tables, hoisted out of the loops.
+struct View {
+    const uint32_t* entry;
+    const uint32_t* shift;
+    const uint8_t* unused;
+    uint32_t stride_log2;
+    uint64_t stride_mask;  // 2^B - 1 (strided)
+    uint64_t stride;       // 2^B
+    uint64_t mask0;        // table 0's slot mask (one table)
+    uint32_t shift0, shift1, shift2;  // the first 3 tables' shifts (the gap tables of mode 1)
+    explicit View(const SlotTables& t)
+        : entry(t.entry.data()), shift(t.shift.data()), unused(t.unused.data()), stride_log2(t.stride_log2),
+          stride_mask((uint64_t(1) << t.stride_log2) - 1), stride(uint64_t(1) << t.stride_log2), mask0(t.mask[0]),
+          shift0(t.shift[0]), shift1(t.shift.size() > 1 ? t.shift[1] : 0), shift2(t.shift.size() > 2 ? t.shift[2] : 0) {}
+};
+
+// One gap, unchecked (the chunk's words suffice): the gap and, in prev, its symbol.
+template <uint32_t GM, int Kind>
+inline __attribute__((always_inline)) uint64_t gap_one(uint64_t& x, const uint8_t*& in, const View& v,
+                                                       uint32_t& prev) {
+    if constexpr (Kind == kGapIdentity) {
+        // x = 2^b floor(x / 2^b) + slot and zero raw bits leave x as it is, and it started at
+        // 2^31 or more: no renormalisation reads a word.
+        if constexpr (GM != 0) {
+            if (v.unused[gap_context(prev)]) malformed("gap in an unused context");
+            prev = 0;
+        }
+        return 0;
+    }
+    uint32_t sym;
+    if constexpr (GM == 0) {
+        sym = packed_symbol(x, v.entry, v.mask0, v.shift0);
+    } else {
+        // The 3 contexts' entries loaded at once and the previous symbol's one kept: from one
+        // gap's symbol to the next is then two compares and selects, not a load.
+        const uint64_t slot = x & v.stride_mask;
+        const uint32_t e0 = v.entry[slot], e1 = v.entry[slot + v.stride], e2 = v.entry[slot + 2 * v.stride];
+        // Masks, not ?: (which compilers turn into branches, a coin toss on dense layers).
+        const uint32_t m0 = 0u - uint32_t(prev == 0), m2 = 0u - uint32_t(prev >= 4), m1 = ~(m0 | m2);
+        const uint32_t ctx = (m1 & 1) | (m2 & 2);
+        if (v.unused[ctx]) malformed("gap in an unused context");
+        const uint32_t e = (e0 & m0) | (e1 & m1) | (e2 & m2);
+        const uint32_t b = (v.shift0 & m0) | (v.shift1 & m1) | (v.shift2 & m2);
+        x = uint64_t(e & 0xFFF) * (x >> b) + ((e >> 12) & 0xFFF);
+        sym = e >> 24;
+    }
+    renorm_unchecked(x, in);
+    prev = sym;
+    if constexpr (Kind == kGapDirect) {
+        renorm_unchecked(x, in);  // zero raw bits: x unchanged, then renormalised
+        return sym;
+    }
+    const uint32_t bits = gap_raw_bits(sym);
+    const uint32_t first = std::min(bits, kRawChunk);
+    uint64_t g = kGapBase.v[sym] | (x & ((uint64_t(1) << first) - 1));
+    x >>= first;
+    renorm_unchecked(x, in);
+    if (__builtin_expect(bits > kRawChunk, 0)) {  // gaps of 2^18 and more
+        for (uint32_t at = kRawChunk; at < bits; at += kRawChunk) {
+            const uint32_t nb = std::min(kRawChunk, bits - at);
+            g |= (x & ((uint64_t(1) << nb) - 1)) << at;
+            x >>= nb;
+            renorm_unchecked(x, in);
+        }
+    }
+    return g;
+}
+
+// m gaps (m a multiple of W; the stream holds m * gap_words words more) to positions pos[].
+template <unsigned W, uint32_t GM, int Kind>
+void gap_chunk(Decoder& d, uint64_t m, uint64_t* pos) {
+    uint64_t x[W];
+    for (unsigned j = 0; j < W; ++j) x[j] = d.gx[j];
+    const uint8_t* in = d.gs.in;
+    const View v(d.gt);
+    const uint64_t size = d.size;
+    uint64_t next = d.next;
+    uint32_t prev = d.prev_gap;
+    if (!GM && v.unused[0]) malformed("gap in an unused context");
+    for (uint64_t t = 0; t < m; t += W) {
 #pragma GCC unroll 4
-    for (unsigned j = 0; j + 1 < W; ++j)
-        if (i + j < n) step(gx[j], cx[j]);
-    for (unsigned j = 0; j < W; ++j)
-        if (gx[j] != kRansL || cx[j] != kRansL) malformed("rANS stream does not end where it should");
-    if (gs.in != gs.end || cs.in != cs.end) malformed("rANS stream does not end where it should");
+        for (unsigned j = 0; j < W; ++j) {
+            const uint64_t g = gap_one<GM, Kind>(x[j], in, v, prev);
+            if (g >= size - next) malformed("position past the end of the tensor");
+            pos[t + j] = next + g;
+            next += g + 1;
+        }
+    }
+    for (unsigned j = 0; j < W; ++j) d.gx[j] = x[j];
+    d.gs.in = in;
+    d.next = next;
+    d.prev_gap = prev;
+    d.prev_pos = next - 1;
 }
 
-template <uint32_t GM, uint32_t CM, typename Emit>
-void decode_pass_modes(const Header& h, Emit emit) {
-    if (h.ways == 1) decode_pass_w<1, GM, CM>(h, emit);
-    else if (h.ways == 2) decode_pass_w<2, GM, CM>(h, emit);
-    else decode_pass_w<4, GM, CM>(h, emit);
+// The same m weights' codes with code mode 0 (the stream holds m words more) to codes[].
+template <unsigned W>
+void code_chunk(Decoder& d, uint64_t m, uint32_t* codes) {
+    uint64_t x[W];
+    for (unsigned j = 0; j < W; ++j) x[j] = d.cx[j];
+    const uint8_t* in = d.cs.in;
+    const View v(d.ct);
+    if (v.unused[0]) malformed("code in an unused context");
+    uint32_t c = d.prev_code;
+    for (uint64_t t = 0; t < m; t += W) {
+#pragma GCC unroll 4
+        for (unsigned j = 0; j < W; ++j) {
+            c = packed_symbol(x[j], v.entry, v.mask0, v.shift0);
+            renorm_unchecked(x[j], in);
+            codes[t + j] = c;
+        }
+    }
+    for (unsigned j = 0; j < W; ++j) d.cx[j] = x[j];
+    d.cs.in = in;
+    d.prev_code = c;
 }
 
-// One loop per (ways, gap mode, code mode), so that the contexts' tests fold away.
+// m weights with code contexts (modes 1-3), gaps and codes in one loop: each code's table
+// depends on the previous code, a chain of loads the gaps' work fills in beside. The code
+// tables are strided (SlotTables): the chain is arithmetic, a shift and one load.
+template <unsigned W, uint32_t GM, uint32_t CM, int Kind>
+void context_chunk(Decoder& d, uint64_t m, uint64_t* pos, uint32_t* codes) {
+    uint64_t gx[W], cx[W];
+    for (unsigned j = 0; j < W; ++j) gx[j] = d.gx[j], cx[j] = d.cx[j];
+    const uint8_t* gin = d.gs.in;
+    const uint8_t* cin = d.cs.in;
+    const View gv(d.gt), cv(d.ct);
+    const uint64_t size = d.size, row_len = d.row_len;
+    const uint32_t k = d.h.k;
+    uint64_t next = d.next, row_end = d.row_end;
+    uint32_t prev_gap = d.prev_gap, prev = d.prev_code;
+    if (!GM && gv.unused[0]) malformed("gap in an unused context");
+    if (!CM && cv.unused[0]) malformed("code in an unused context");
+    for (uint64_t t = 0; t < m; t += W) {
+#pragma GCC unroll 4
+        for (unsigned j = 0; j < W; ++j) {
+            const uint64_t g = gap_one<GM, Kind>(gx[j], gin, gv, prev_gap);
+            if (g >= size - next) malformed("position past the end of the tensor");
+            const uint64_t p = next + g;
+            if constexpr (CM == 0) {
+                prev = packed_symbol(cx[j], cv.entry, cv.mask0, cv.shift0);
+            } else {
+                const uint32_t same = p < row_end;  // row_end is 0 before the first weight
+                while (row_end <= p) row_end += row_len;  // O(rows) in all
+                // Arithmetic rather than branches: adjacency is close to a coin toss.
+                const uint32_t adjacent = same & uint32_t(g == 0);
+                const uint32_t left = 1 + prev;
+                const uint32_t other = CM == 2 ? left : CM == 3 ? k + 1 + uint32_t(2 * prev >= k) : 0;
+                const uint32_t ctx = adjacent * left + (same & (adjacent ^ 1)) * other;
+                if (cv.unused[ctx]) malformed("code in an unused context");
+                prev = packed_symbol(cx[j], cv.entry + (ctx << cv.stride_log2), cv.stride_mask, cv.shift[ctx]);
+            }
+            renorm_unchecked(cx[j], cin);
+            pos[t + j] = p;
+            codes[t + j] = prev;
+            next = p + 1;
+        }
+    }
+    for (unsigned j = 0; j < W; ++j) d.gx[j] = gx[j], d.cx[j] = cx[j];
+    d.gs.in = gin;
+    d.cs.in = cin;
+    d.next = next;
+    d.row_end = row_end;
+    d.prev_gap = prev_gap;
+    d.prev_code = prev;
+    d.prev_pos = next - 1;
+}
+
+// The chunk loops for a payload's ways, modes and gap kind; none for tables of more than 256
+// symbols or code contexts whose tables are too many to stride (the checked step throughout).
+struct Chunks {
+    using Gap = void (*)(Decoder&, uint64_t, uint64_t*);
+    using Code = void (*)(Decoder&, uint64_t, uint32_t*);
+    using Context = void (*)(Decoder&, uint64_t, uint64_t*, uint32_t*);
+    Gap gap = nullptr;
+    Code code = nullptr;
+    Context context = nullptr;
+
+    template <unsigned W>
+    void pick(uint32_t gm, uint32_t cm, int kind) {
+        if (cm == 0 && kind == kGapAny) {  // sparse: one loop, the gaps' raw bits beside the codes
+            context = gm == 0 ? context_chunk<W, 0, 0, kGapAny> : context_chunk<W, 1, 0, kGapAny>;
+            return;
+        }
+        if (cm == 0) {
+            code = code_chunk<W>;
+            if (gm == 0)
+                gap = kind == kGapIdentity ? gap_chunk<W, 0, kGapIdentity>
+                    : kind == kGapDirect   ? gap_chunk<W, 0, kGapDirect>
+                                           : gap_chunk<W, 0, kGapAny>;
+            else
+                gap = kind == kGapIdentity ? gap_chunk<W, 1, kGapIdentity>
+                    : kind == kGapDirect   ? gap_chunk<W, 1, kGapDirect>
+                                           : gap_chunk<W, 1, kGapAny>;
+            return;
+        }
+        const bool direct = kind != kGapAny;  // kGapIdentity is a kGapDirect table
+        switch (gm * 8 + cm * 2 + direct) {
+            case 2: context = context_chunk<W, 0, 1, kGapAny>; break;
+            case 3: context = context_chunk<W, 0, 1, kGapDirect>; break;
+            case 4: context = context_chunk<W, 0, 2, kGapAny>; break;
+            case 5: context = context_chunk<W, 0, 2, kGapDirect>; break;
+            case 6: context = context_chunk<W, 0, 3, kGapAny>; break;
+            case 7: context = context_chunk<W, 0, 3, kGapDirect>; break;
+            case 10: context = context_chunk<W, 1, 1, kGapAny>; break;
+            case 11: context = context_chunk<W, 1, 1, kGapDirect>; break;
+            case 12: context = context_chunk<W, 1, 2, kGapAny>; break;
+            case 13: context = context_chunk<W, 1, 2, kGapDirect>; break;
+            case 14: context = context_chunk<W, 1, 3, kGapAny>; break;
+            default: context = context_chunk<W, 1, 3, kGapDirect>; break;
+        }
+    }
+
+    explicit Chunks(const Decoder& d) {
+        const Header& h = d.h;
+        const uint32_t gm = h.info.gap_mode, cm = h.info.code_mode;
+        if (d.gt.wide || d.ct.wide || (gm != 0 && !d.gt.strided) || (cm != 0 && !d.ct.strided)) return;
+        const int kind = d.gt.max_symbols == 1          ? kGapIdentity
+                       : d.gt.max_symbols <= kDirectGaps ? kGapDirect
+                                                         : kGapAny;
+        if (d.ways == 1) pick<1>(gm, cm, kind);
+        else if (d.ways == 2) pick<2>(gm, cm, kind);
+        else pick<4>(gm, cm, kind);
+    }
+};
+
+// Chunks while both streams allow them, then the checked step for the rest. A chunk's positions
+// and codes go to the arrays emit.chunk(i) gives (the sparse output itself, or local arrays),
+// then emit.done(i, m); the checked step calls emit(i, pos, code); emit.finish() at the end.
 template <typename Emit>
-void decode_pass(const Header& h, Emit emit) {
-    if (h.info.kept == 0) return;
-    const uint32_t m = h.info.gap_mode * 4 + h.info.code_mode;
-    switch (m) {
-        case 0: return decode_pass_modes<0, 0>(h, emit);
-        case 1: return decode_pass_modes<0, 1>(h, emit);
-        case 2: return decode_pass_modes<0, 2>(h, emit);
-        case 3: return decode_pass_modes<0, 3>(h, emit);
-        case 4: return decode_pass_modes<1, 0>(h, emit);
-        case 5: return decode_pass_modes<1, 1>(h, emit);
-        case 6: return decode_pass_modes<1, 2>(h, emit);
-        default: return decode_pass_modes<1, 3>(h, emit);
+void decode_pass(const Header& h, Emit& emit) {
+    const uint64_t n = h.info.kept;
+    if (n == 0) return emit.finish();
+    Decoder d(h);
+    const unsigned W = d.ways;
+    uint64_t i = 0;
+    const Chunks chunks(d);
+    if (chunks.gap || chunks.context) {
+        for (;;) {
+            uint64_t m = std::min<uint64_t>(kChunk, n - i);
+            m -= m % W;
+            if (m == 0) break;
+            d.gtail.room(d.gs, m * d.gap_words * 4);
+            d.ctail.room(d.cs, m * 4);
+            uint64_t* pos = emit.positions(i);
+            uint32_t* codes = emit.codes(i);
+            if (chunks.context) {
+                chunks.context(d, m, pos, codes);
+            } else {
+                chunks.gap(d, m, pos);
+                chunks.code(d, m, codes);
+            }
+            if (d.gs.in > d.gs.end || d.cs.in > d.cs.end) malformed("rANS stream truncated");
+            emit.done(m);
+            i += m;
+        }
     }
+    for (; i < n; ++i) d.step(i, emit);
+    for (unsigned j = 0; j < W; ++j)
+        if (d.gx[j] != kRansL || d.cx[j] != kRansL) malformed("rANS stream does not end where it should");
+    if (d.gs.in != d.gs.end || d.cs.in != d.cs.end) malformed("rANS stream does not end where it should");
+    emit.finish();
 }
+
+// The dense output: zeros between kept weights written a chunk at a time, just before the
+// chunk's values (so those land in cache lines just written, and no position is written twice
+// but the kept ones).
+struct DenseEmit {
+    float* out;
+    uint64_t size;
+    const float* book;
+    uint64_t zeroed = 0;  // positions below it are written
+    uint64_t pos[kChunk];
+    uint32_t code[kChunk];
+
+    void zero_to(uint64_t end) {
+        if (end > zeroed) std::memset(out + zeroed, 0, size_t(end - zeroed) * sizeof(float));
+        zeroed = end;
+    }
+    uint64_t* positions(uint64_t) { return pos; }
+    uint32_t* codes(uint64_t) { return code; }
+    void done(uint64_t m) {
+        zero_to(pos[m - 1] + 1);
+        for (uint64_t t = 0; t < m; ++t) out[pos[t]] = book[code[t]];
+    }
+    void operator()(uint64_t, uint64_t p, uint32_t c) {
+        zero_to(p + 1);
+        out[p] = book[c];
+    }
+    void finish() { zero_to(size); }
+};
+
+struct SparseEmit {
+    uint64_t* pos;
+    uint32_t* code;
+    uint64_t* positions(uint64_t i) { return pos + i; }
+    uint32_t* codes(uint64_t i) { return code + i; }
+    void done(uint64_t) {}
+    void operator()(uint64_t i, uint64_t p, uint32_t c) {
+        pos[i] = p;
+        code[i] = c;
+    }
+    void finish() {}
+};
 
 std::vector<uint8_t> encode_modes(const uint64_t* positions, const uint32_t* codes, size_t n,
                                   const uint64_t* shape, size_t ndim, uint64_t size, const float* codebook,
@@ -754,9 +1149,8 @@ void exact_decode_weights(const uint8_t* data, size_t size, float* out, uint64_t
     if (out_size != h.info.size)
         throw std::invalid_argument("exact_decode_weights: output has " + std::to_string(out_size) +
                                     " elements, the tensor " + std::to_string(h.info.size));
-    if (out_size) std::memset(out, 0, size_t(out_size) * sizeof(float));
-    const float* book = h.info.codebook.data();
-    decode_pass(h, [&](uint64_t pos, uint32_t c) { out[pos] = book[c]; });
+    DenseEmit emit{out, out_size, h.info.codebook.data(), 0, {}, {}};
+    decode_pass(h, emit);
 }
 
 void exact_decode_sparse(const uint8_t* data, size_t size, uint64_t* positions, uint32_t* codes, uint64_t kept) {
@@ -764,12 +1158,8 @@ void exact_decode_sparse(const uint8_t* data, size_t size, uint64_t* positions, 
     if (kept != h.info.kept)
         throw std::invalid_argument("exact_decode_sparse: arrays have " + std::to_string(kept) +
                                     " entries, the tensor keeps " + std::to_string(h.info.kept));
-    uint64_t i = 0;
-    decode_pass(h, [&](uint64_t pos, uint32_t c) {
-        positions[i] = pos;
-        codes[i] = c;
-        ++i;
-    });
+    SparseEmit emit{positions, codes};
+    decode_pass(h, emit);
 }
 
 }  // namespace wl

@@ -86,6 +86,48 @@ bool rejects(const std::vector<uint8_t>& b) {
     });
 }
 
+uint32_t crc32(const uint8_t* p, size_t n) {  // zlib's, bit by bit
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; ++i) {
+        c ^= p[i];
+        for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+}
+
+// The payload with stream `which` (0 gap, 1 code) cut to its W initial states, CRC repaired
+// (docs/FORMAT.md layout: ... T, tables, G, gap stream, C, code stream, CRC).
+std::vector<uint8_t> cut_stream(const std::vector<uint8_t>& b, int which) {
+    size_t at = 8;
+    auto varint = [&] {
+        uint64_t v = 0;
+        for (unsigned shift = 0;; shift += 7) {
+            uint8_t x = b[at++];
+            v |= uint64_t(x & 0x7f) << shift;
+            if (!(x & 0x80)) return v;
+        }
+    };
+    const unsigned ways = 1u << b[7];
+    for (unsigned d = 0; d < b[5]; ++d) varint();
+    varint();
+    at += 4 * varint();
+    at += varint();
+    std::vector<uint8_t> out(b.begin(), b.begin() + long(at));
+    for (int s = 0; s < 2; ++s) {
+        uint64_t len = varint();
+        uint64_t keep = s == which ? 8 * ways : len;
+        for (uint64_t v = keep;; v >>= 7) {  // varint
+            out.push_back(uint8_t((v & 0x7f) | (v >= 0x80 ? 0x80 : 0)));
+            if (v < 0x80) break;
+        }
+        out.insert(out.end(), b.begin() + long(at), b.begin() + long(at + keep));
+        at += len;
+    }
+    uint32_t c = crc32(out.data(), out.size());
+    for (int k = 0; k < 4; ++k) out.push_back(uint8_t(c >> (8 * k)));
+    return out;
+}
+
 }  // namespace
 
 int main() {
@@ -163,6 +205,20 @@ int main() {
                   wl::exact_decode_weights(b.data(), b.size(), out.data(), out.size());
               }),
               "output of the wrong size rejected");
+
+        // Streams far shorter than their weights need (here: nothing but the states): rejected.
+        // The decoder reads a chunk's words without end checks once the stream's tail is copied
+        // ahead of zeros (csrc/codecs/exact.cpp), and checks after each chunk: run under ASan
+        // (docs/HARDENING.md), a missing check would read past the copy.
+        for (int gm = 0; gm <= 1; ++gm)
+            for (int cm : {0, 3}) {
+                Tensor dense = make({300, 400}, 0.5, 16, 21);  // streams of 20-70 KB
+                auto full_payload = enc(dense, gm, cm, 2);
+                check(round_trips(dense, full_payload), "a layer to cut");
+                check(rejects(cut_stream(full_payload, 0)) && rejects(cut_stream(full_payload, 1)),
+                      "streams cut to their states rejected, modes " + std::to_string(gm) + "/" + std::to_string(cm));
+                check(round_trips(dense, cut_stream(full_payload, 2)), "cut_stream itself keeps a payload intact");
+            }
 
         // Encoder input checks.
         Tensor bad = small;

@@ -471,7 +471,7 @@ std::vector<uint8_t> rebuild_exact(const uint8_t* data, size_t size, const std::
     } catch (const FormatError& err) {
         malformed(what + ": " + err.what());
     }
-    const std::string of = what + "'s ";
+    const std::string of = what + (what.back() == 's' ? "' " : "'s ");  // "outliers' ", "exact payload's "
     Cursor c{data, size};
     const uint8_t version = c.byte((of + "version").c_str());
     if (version != kExactVersion)

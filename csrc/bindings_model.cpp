@@ -84,12 +84,13 @@ void finish(model::Writer& w, const py::bytes& metadata) {
 }
 
 py::bytes bloomier_payload(py::array_t<float, py::array::c_style | py::array::forcecast> codebook,
-                           uint64_t false_positives, const py::bytes& filter, const py::object& outliers) {
+                           uint64_t false_positives, const py::bytes& filter, const py::object& outliers,
+                           const std::vector<uint64_t>& shape) {
     const std::string f = filter;
     const std::string o = outliers.is_none() ? std::string() : std::string(py::bytes(outliers));
     return to_bytes(model::bloomier_payload(codebook.data(), size_t(codebook.size()), false_positives,
                                             reinterpret_cast<const uint8_t*>(f.data()), f.size(),
-                                            reinterpret_cast<const uint8_t*>(o.data()), o.size()));
+                                            reinterpret_cast<const uint8_t*>(o.data()), o.size(), shape));
 }
 
 py::tuple bloomier_split(const py::buffer& data, const std::vector<uint64_t>& shape) {
@@ -104,10 +105,26 @@ py::tuple bloomier_split(const py::buffer& data, const std::vector<uint64_t>& sh
     }
     py::array_t<float> book(py::ssize_t(b.codebook.size()));
     std::copy(b.codebook.begin(), b.codebook.end(), book.mutable_data());
-    py::object outliers = b.outliers ? py::object(py::bytes(reinterpret_cast<const char*>(b.outliers), b.outliers_size))
-                                     : py::object(py::none());
+    py::object outliers = b.outliers.empty() ? py::object(py::none()) : py::object(to_bytes(b.outliers));
     return py::make_tuple(book, b.false_positives, py::bytes(reinterpret_cast<const char*>(b.filter), b.filter_size),
                           outliers);
+}
+
+// The exact payload as a version-3 file stores it (headless), and back (container.h).
+py::bytes exact_headless(const py::buffer& data, const std::vector<uint64_t>& shape) {
+    py::buffer_info info;
+    auto [p, n] = bytes_of(data, info, "exact_headless");
+    return to_bytes(model::exact_headless(p, n, shape));
+}
+
+py::bytes exact_full(const py::buffer& data, const std::vector<uint64_t>& shape) {
+    py::buffer_info info;
+    auto [p, n] = bytes_of(data, info, "exact_full");
+    try {
+        return to_bytes(model::exact_full(p, n, shape));
+    } catch (const model::FormatError& e) {  // a payload, not a file: the caller says which
+        throw std::invalid_argument(e.what());
+    }
 }
 
 }  // namespace
@@ -149,6 +166,8 @@ void bind_model(py::module_& m) {
         .def_property_readonly("bytes_written", &model::Writer::bytes_written);
 
     m.def("bloomier_payload", &bloomier_payload, py::arg("codebook"), py::arg("false_positives"), py::arg("filter"),
-          py::arg("outliers"));
+          py::arg("outliers"), py::arg("shape"));
+    m.def("exact_headless", &exact_headless, py::arg("payload"), py::arg("shape"));
+    m.def("exact_full", &exact_full, py::arg("payload"), py::arg("shape"));
     m.def("bloomier_split", &bloomier_split, py::arg("payload"), py::arg("shape"));
 }

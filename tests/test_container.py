@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import missing, requires
 
-from weightless import __version__, container
+from weightless import __version__, _core, container
 from weightless.cluster import kmeans_1d
 from weightless.codec import EncodedLayer, encode_layer
 from weightless.container import (
@@ -637,3 +637,86 @@ def test_outliers_overlay_agrees_between_python_and_the_core():
             alone = layer.filter.decode_weights(layer.size, layer.codebook, threads=1)
             assert not np.array_equal(alone.astype(e.dtype), core.reshape(-1))
             assert layer.nbytes == e.nbytes == len(layer.to_payload())
+
+
+# ------------------------------------------------------------ headless exact payloads (v3)
+
+
+def _wlex_from_headless(headless: bytes, shape: list[int]) -> bytes:
+    """The exact codec payload a v3 reader rebuilds (docs/FORMAT.md, "Headless exact payload")."""
+    body = b"WLEX" + headless[:1] + bytes([len(shape)]) + headless[1:3] + b"".join(map(_put_varint, shape))
+    body += headless[3:]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _split_bloomier(payload: bytes) -> bytes:
+    """The outliers section of a bloomier payload (docs/FORMAT.md, "Bloomier payload")."""
+    clusters, at = _varint(payload, 0)
+    _, at = _varint(payload, at)
+    filter_len, at = _varint(payload, at + 4 * clusters)
+    return payload[at + filter_len :]
+
+
+@pytest.mark.parametrize("golden", ["exact.wl", "outliers.wl"])
+def test_exact_payloads_are_headless_as_the_spec_says(golden):
+    # Each exact payload, and each outliers section, is the exact codec's payload without magic,
+    # ndim, shape and CRC-32; rebuilt as the spec says it is what exact_layer() / outliers hold,
+    # and the savings are 9 bytes plus the shape's varints.
+    path = os.path.join(os.path.dirname(__file__), "data", golden)
+    with open(path, "rb") as f:
+        data = f.read()
+    records, area, _ = _parse(data)
+    seen = 0
+    with open_container(path) as c:
+        for r in records:
+            payload = area[r["offset"] - 8 : r["offset"] - 8 + r["length"]]
+            if r["codec"] == 2:
+                full, headless = c.exact_layer(r["name"]).to_bytes(), payload
+            elif r["codec"] == 1 and _split_bloomier(payload):
+                outliers = c.encoded_layer(r["name"]).outliers
+                assert outliers is not None
+                full, headless = outliers.to_bytes(), _split_bloomier(payload)
+                assert c.encoded_layer(r["name"]).nbytes == r["length"]
+            else:
+                continue
+            seen += 1
+            assert full[:4] == b"WLEX" and headless[:1] != b"W"
+            assert _wlex_from_headless(headless, r["shape"]) == full
+            assert len(full) - len(headless) == 9 + sum(len(_put_varint(d)) for d in r["shape"])
+    assert seen >= 3
+
+
+def _exact_file(tmp_path, payload: bytes, shape: list[int], name: str = "w") -> str:
+    path = str(tmp_path / "e.wl")
+    with open(path, "wb") as f:
+        f.write(_build([{"name": name, "dtype": "float32", "codec": 2, "shape": shape, "length": len(payload),
+                         "crc32": zlib.crc32(payload)}], payload))
+    return path
+
+
+def test_malformed_headless_exact_payloads_are_refused_naming_the_tensor(tmp_path):
+    from weightless.exact import encode_exact
+
+    w = _rng(5).normal(size=(6, 7)).astype(np.float32)
+    layer = encode_exact(w, sparsity=0.5, clusters=4)
+    headless = layer.to_payload()
+    assert len(headless) == layer.payload_nbytes == layer.nbytes - 11
+    path = _exact_file(tmp_path, headless, [6, 7])
+    np.testing.assert_array_equal(decompress(path)["w"], layer.decode())
+    with open_container(path) as c:
+        assert c.exact_layer("w").to_bytes() == layer.to_bytes()
+    cases = [
+        (headless, [2, 3], "21 kept weights for 6 positions"),  # n > the tensor's size
+        (headless + b"\0", [6, 7], "1 bytes after the code stream"),
+        (headless[:-1], [6, 7], "truncated"),
+        (layer.to_bytes(), [6, 7], "exact codec version 87"),  # a full WLEX payload is not headless
+        (b"", [6, 7], "truncated"),
+        (headless, [1] * 33, "at most 32 dimensions"),
+    ]
+    for payload, shape, message in cases:
+        path = _exact_file(tmp_path, payload, shape, name="fc\n1")
+        reader = _core.ModelReader(path)  # opens: the directory is well-formed
+        with pytest.raises(ValueError, match=r"malformed \.wl file: tensor 'fc\\x0a1': .*" + message):
+            reader.decode(0, np.empty(4 * math.prod(shape), np.uint8), 1)  # the C++ reader, as the C API
+        with pytest.raises(ValueError, match=r"malformed \.wl file: tensor 'fc\\n1': .*" + message):
+            open_container(path)  # without metadata, the statistics come from the payload

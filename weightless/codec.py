@@ -148,7 +148,7 @@ class EncodedLayer:
     def nbytes(self) -> int:
         """Bytes of `to_payload()`: what the layer takes in a .wl file."""
         k, f = len(self.codebook), self.filter.nbytes
-        outliers = self.outliers.nbytes if self.outliers is not None else 0
+        outliers = self.outliers.payload_nbytes if self.outliers is not None else 0
         return _varint_size(k) + _varint_size(self.false_positives) + 4 * k + _varint_size(f) + f + outliers
 
     def _overlay(self, flat: np.ndarray, begin: int = 0) -> None:
@@ -210,8 +210,9 @@ class EncodedLayer:
     def to_payload(self) -> bytes:
         """The layer's payload in a .wl file (docs/FORMAT.md, "Bloomier payload"): the shape and
         dtype are the container directory's, so they are not repeated here."""
-        outliers = self.outliers.to_bytes() if self.outliers is not None else None
-        return _core.bloomier_payload(self.codebook, self.false_positives, self.filter.to_bytes(), outliers)
+        outliers = self.outliers.to_bytes() if self.outliers is not None else None  # stored headless
+        return _core.bloomier_payload(self.codebook, self.false_positives, self.filter.to_bytes(), outliers,
+                                      list(self.shape))
 
     @classmethod
     def from_payload(cls, data: bytes | bytearray | memoryview, shape: tuple[int, ...]) -> EncodedLayer:

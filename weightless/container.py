@@ -424,9 +424,14 @@ def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEn
             exact = encode_exact_clustered(clustered.positions, clustered.codes, clustered.shape, clustered.codebook)
     except (ValueError, TypeError) as e:
         raise ValueError(f"tensor {name!r}: {e}") from None
-    candidates = {k: v.nbytes for k, v in (("bloomier", layer), ("exact", exact)) if v is not None}
+    # What each would take in the file (an exact payload is stored headless).
+    candidates: dict[str, int] = {}
+    if layer is not None:
+        candidates["bloomier"] = layer.nbytes
+    if exact is not None:
+        candidates["exact"] = exact.payload_nbytes
     use_filter = layer is not None and (exact is None or (
-        layer.nbytes < exact.nbytes and filter_quality is not None
+        layer.nbytes < exact.payload_nbytes and filter_quality is not None
         and (max_error is None or filter_quality.relative_error_clustered <= max_error)))
     recorded = {**_ENCODE_DEFAULTS, **settings}
     for key in _UNRECORDED:
@@ -440,7 +445,7 @@ def _encode(name: str, a: np.ndarray, options: dict[str, Any]) -> tuple[TensorEn
         false_positives: int | None = layer.false_positives
     else:
         assert exact is not None
-        data, kind, quality = exact.to_bytes(), "exact", measure(w, clustered.dense(), clustered)
+        data, kind, quality = exact.to_payload(), "exact", measure(w, clustered.dense(), clustered)
         cell_bits = false_positives = None
     entry = TensorEntry(name, kind, a.dtype.name, tuple(a.shape), 0, len(data), zlib.crc32(data), options=recorded,
                         kept=clustered.kept, clusters=len(clustered.codebook), cell_bits=cell_bits,
@@ -740,8 +745,10 @@ class Container:
 
     def _layer_of(self, e: TensorEntry, data: bytes | bytearray) -> EncodedLayer | ExactLayer:
         try:
-            if e.kind == "exact":
+            if e.kind == "exact" and self._v1 is not None:
                 layer: EncodedLayer | ExactLayer = ExactLayer.from_bytes(data)
+            elif e.kind == "exact":  # headless in a version 3 file: rebuilt with the directory's shape
+                layer = ExactLayer.from_payload(data, e.shape)
             elif self._v1 is not None:
                 layer = EncodedLayer.from_bytes(data)
             else:

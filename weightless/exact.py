@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 
 from . import _core
 from .clustered import prune_and_cluster
-from .codec import check_decode_size
+from .codec import _varint_size, check_decode_size
 
 __all__ = ["ExactLayer", "encode_exact", "encode_clustered", "information_bound_bits", "MAX_CLUSTERS"]
 
@@ -53,7 +53,8 @@ class ExactLayer:
     """One exactly encoded tensor: its serialized bytes and what its header declares.
 
     Attributes: `shape`, `codebook` (float32), `kept` (number of kept weights), `nbytes`
-    (serialized size), `bound_bits` (`information_bound_bits` of its content), `gap_mode` and
+    (serialized size, `to_bytes()`), `payload_nbytes` (what it takes in a .wl file,
+    `to_payload()`), `bound_bits` (`information_bound_bits` of its content), `gap_mode` and
     `code_mode` (the contexts the encoder chose; docs/FORMAT.md).
     """
 
@@ -75,6 +76,12 @@ class ExactLayer:
         return len(self._data)
 
     @property
+    def payload_nbytes(self) -> int:
+        """Bytes of `to_payload()`: `nbytes` less the magic (4), ndim (1), the shape's varints
+        and the CRC-32 (4), which a .wl file's directory already holds."""
+        return self.nbytes - 9 - sum(_varint_size(d) for d in self.shape)
+
+    @property
     def bound_bits(self) -> float:
         """The information bound this layer's size is measured against (computed on first use)."""
         if self._bound is None:
@@ -90,6 +97,17 @@ class ExactLayer:
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> ExactLayer:
         """Parse `to_bytes` output; anything malformed, truncated or corrupted raises ValueError."""
         return cls(bytes(data))
+
+    def to_payload(self) -> bytes:
+        """The layer as a .wl file (version 3) stores it (docs/FORMAT.md, "Payloads"): headless,
+        `to_bytes()` without the magic, ndim, shape and CRC-32, which the directory holds."""
+        return _core.exact_headless(self._data, list(self.shape))
+
+    @classmethod
+    def from_payload(cls, data: bytes | bytearray | memoryview, shape: tuple[int, ...]) -> ExactLayer:
+        """Parse `to_payload` output for a tensor of this shape (the full payload is rebuilt);
+        ValueError if malformed."""
+        return cls(_core.exact_full(data, [int(d) for d in shape]))
 
     def decode(self, out: np.ndarray | None = None) -> np.ndarray:
         """The tensor, float32: codebook[code] at the kept positions, 0 elsewhere.

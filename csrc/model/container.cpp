@@ -60,6 +60,12 @@ void put_varint(std::vector<uint8_t>& out, uint64_t v) {
     out.push_back(uint8_t(v));
 }
 
+size_t varint_size(uint64_t v) {
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7) ++n;
+    return n;
+}
+
 // A bounds-checked cursor over a byte range; every read names what it reads in its error.
 struct Cursor {
     const uint8_t* p;
@@ -256,11 +262,11 @@ void decode_bloomier(const Entry& e, const uint8_t* p, size_t n, void* out, unsi
     std::vector<uint64_t> positions;
     std::vector<uint32_t> codes;
     std::vector<float> outlier_book;
-    if (b.outliers) {
-        ExactInfo info = exact_info(b.outliers, b.outliers_size);
+    if (!b.outliers.empty()) {
+        ExactInfo info = exact_info(b.outliers.data(), b.outliers.size());
         positions.resize(size_t(info.kept));  // kept <= numel: at most 3x the output's bytes
         codes.resize(size_t(info.kept));
-        exact_decode_sparse(b.outliers, b.outliers_size, positions.data(), codes.data(), info.kept);
+        exact_decode_sparse(b.outliers.data(), b.outliers.size(), positions.data(), codes.data(), info.kept);
         outlier_book = std::move(info.codebook);
     }
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -279,14 +285,14 @@ void decode_bloomier(const Entry& e, const uint8_t* p, size_t n, void* out, unsi
 }
 
 void decode_exact(const Entry& e, const uint8_t* p, size_t n, void* out) {
-    const ExactInfo info = exact_info(p, n);
-    if (info.shape != e.shape) malformed("the exact payload's shape is not the tensor's");
+    const std::vector<uint8_t> full = exact_full(p, n, e.shape);  // headless in the file
+    exact_info(full.data(), full.size());  // the tables; its shape is the tensor's by construction
     const size_t total = size_t(e.numel);
     if (total == 0) return;
     const bool direct = kDtypes[e.dtype].itemsize == 4 && reinterpret_cast<uintptr_t>(out) % alignof(float) == 0;
     std::vector<float> tmp(direct ? 0 : total);  // the exact decoder writes every position at once
     float* dst = direct ? static_cast<float*>(out) : tmp.data();
-    exact_decode_weights(p, n, dst, e.numel);
+    exact_decode_weights(full.data(), full.size(), dst, e.numel);
     if (!direct) store_floats(e.dtype, dst, total, static_cast<uint8_t*>(out));
 }
 
@@ -448,6 +454,81 @@ void Reader::decode(size_t i, void* out, size_t out_bytes, unsigned threads) con
     });
 }
 
+// ------------------------------------------------------------------------ headless exact payloads
+
+namespace {
+
+constexpr uint8_t kExactMagic[4] = {'W', 'L', 'E', 'X'};
+
+// exact_full, its messages starting with `what` ("exact payload" or "outliers").
+std::vector<uint8_t> rebuild_exact(const uint8_t* data, size_t size, const std::vector<uint64_t>& shape,
+                                   const std::string& what) {
+    if (shape.size() > kExactMaxNdim)
+        malformed(what + ": the exact codec stores at most 32 dimensions, the tensor has " + std::to_string(shape.size()));
+    uint64_t numel;
+    try {
+        numel = numel_of(shape, 1);
+    } catch (const FormatError& err) {
+        malformed(what + ": " + err.what());
+    }
+    const std::string of = what + (what.back() == 's' ? "' " : "'s ");  // "outliers' ", "exact payload's "
+    Cursor c{data, size};
+    const uint8_t version = c.byte((of + "version").c_str());
+    if (version != kExactVersion)
+        malformed(what + ": exact codec version " + std::to_string(version) + " (this reader reads 1)");
+    const uint8_t modes = c.byte((of + "modes").c_str());
+    const uint8_t ways = c.byte((of + "ways").c_str());
+    const unsigned code_mode = (modes >> 2) & 3;
+    if ((modes >> 4) || (modes & 3) > 1) malformed(what + ": unknown modes (byte " + std::to_string(modes) + ")");
+    if (ways > 2) malformed(what + ": more than 4 rANS states per stream");
+    const uint64_t kept = c.varint((of + "kept count").c_str());
+    if (kept > numel)
+        malformed(what + ": " + std::to_string(kept) + " kept weights for " + std::to_string(numel) + " positions");
+    const uint64_t k = c.varint((of + "codebook size").c_str());
+    if (k > kExactMaxClusters) malformed(what + ": " + std::to_string(k) + " clusters, more than 4096");
+    if (kept && !k) malformed(what + ": kept weights without a codebook");
+    if (code_mode && k > kExactMaxContextClusters)
+        malformed(what + ": code contexts with " + std::to_string(k) + " clusters, more than 256");
+    c.take(size_t(4 * k), (of + "codebook").c_str());
+    for (const char* part : {"table section", "gap stream", "code stream"}) {
+        const uint64_t len = c.varint((of + part + " size").c_str());
+        if (len > c.left()) malformed("truncated " + of + part);
+        c.take(size_t(len), part);
+    }
+    if (c.left()) malformed(what + ": " + std::to_string(c.left()) + " bytes after the code stream");
+    // The framing holds: rebuild the codec's own payload (at most 8 + 10 * 32 bytes more).
+    std::vector<uint8_t> out;
+    out.reserve(size + 8 + 10 * shape.size() + 4);
+    out.insert(out.end(), kExactMagic, kExactMagic + 4);
+    out.push_back(version);
+    out.push_back(uint8_t(shape.size()));
+    out.push_back(modes);
+    out.push_back(ways);
+    for (uint64_t d : shape) put_varint(out, d);
+    out.insert(out.end(), data + 3, data + size);
+    put_le(out, crc32(out.data(), out.size()), 4);
+    return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> exact_full(const uint8_t* headless, size_t size, const std::vector<uint64_t>& shape) {
+    return rebuild_exact(headless, size, shape, "exact payload");
+}
+
+std::vector<uint8_t> exact_headless(const uint8_t* full, size_t size, const std::vector<uint64_t>& shape) {
+    const ExactInfo info = exact_info(full, size);  // std::invalid_argument if malformed
+    if (info.shape != shape) throw std::invalid_argument("the exact payload's shape is not the tensor's");
+    // magic 4, version, ndim, modes, ways, the shape's varints (canonical: exact_info checked them)
+    size_t head = 8;
+    for (uint64_t d : shape) head += varint_size(d);
+    std::vector<uint8_t> out;
+    out.reserve(size - head - 4 + 3);
+    out.push_back(full[4]), out.push_back(full[6]), out.push_back(full[7]);
+    out.insert(out.end(), full + head, full + size - 4);
+    return out;
+}
+
 // ------------------------------------------------------------------------------ bloomier payload
 
 BloomierPayload parse_bloomier(const uint8_t* data, size_t size, const std::vector<uint64_t>& shape) {
@@ -467,19 +548,15 @@ BloomierPayload parse_bloomier(const uint8_t* data, size_t size, const std::vect
     if (filter_size > c.left()) malformed("truncated filter");
     b.filter_size = size_t(filter_size);
     b.filter = c.take(b.filter_size, "filter");
-    if (c.left()) {
-        b.outliers_size = c.left();
-        b.outliers = c.take(b.outliers_size, "outliers");
-    }
     uint64_t numel = 1;
     for (uint64_t d : shape) numel *= d;  // the caller's shape, checked by check_entry
     const Filter f = deserialize(b.filter, b.filter_size);
     if (f.num_keys > numel || b.false_positives > numel - f.num_keys)
         malformed("more kept weights or false positives than positions");
     if (clusters > (uint64_t(1) << f.value_bits)) malformed("more clusters than the filter's values can name");
-    if (b.outliers) {
-        const ExactInfo info = exact_info(b.outliers, b.outliers_size);
-        if (info.shape != shape) malformed("the outliers' shape is not the tensor's");
+    if (c.left()) {  // the outliers, headless: checked, then rebuilt
+        b.outliers = rebuild_exact(data + c.at, c.left(), shape, "outliers");
+        const ExactInfo info = exact_info(b.outliers.data(), b.outliers.size());
         for (float v : info.codebook)
             if (!std::isfinite(v)) malformed("the outliers' codebook is not finite");
     }
@@ -488,9 +565,17 @@ BloomierPayload parse_bloomier(const uint8_t* data, size_t size, const std::vect
 
 std::vector<uint8_t> bloomier_payload(const float* codebook, size_t clusters, uint64_t false_positives,
                                       const uint8_t* filter, size_t filter_size, const uint8_t* outliers,
-                                      size_t outliers_size) {
+                                      size_t outliers_size, const std::vector<uint64_t>& shape) {
+    std::vector<uint8_t> headless;
+    if (outliers_size) {
+        try {
+            headless = exact_headless(outliers, outliers_size, shape);
+        } catch (const std::invalid_argument& err) {
+            throw std::invalid_argument(std::string("the outliers: ") + err.what());
+        }
+    }
     std::vector<uint8_t> out;
-    out.reserve(30 + 4 * clusters + filter_size + outliers_size);
+    out.reserve(30 + 4 * clusters + filter_size + headless.size());
     put_varint(out, clusters);
     put_varint(out, false_positives);
     for (size_t i = 0; i < clusters; ++i) {
@@ -500,7 +585,7 @@ std::vector<uint8_t> bloomier_payload(const float* codebook, size_t clusters, ui
     }
     put_varint(out, filter_size);
     out.insert(out.end(), filter, filter + filter_size);
-    if (outliers_size) out.insert(out.end(), outliers, outliers + outliers_size);
+    out.insert(out.end(), headless.begin(), headless.end());
     return out;
 }
 
@@ -542,9 +627,15 @@ void Writer::append(const std::string& name, uint8_t dtype, uint8_t codec, const
         check_entry(e);
         // A coded payload is checked as a reader checks it, so the writer cannot make a file the
         // reader refuses.
-        if (codec == kBloomier) parse_bloomier(payload, length, shape);
-        if (codec == kExact && exact_info(payload, length).shape != shape)
-            malformed("tensor " + quoted(name) + ": the exact payload's shape is not the tensor's");
+        try {
+            if (codec == kBloomier) parse_bloomier(payload, length, shape);
+            if (codec == kExact) {  // headless (exact_headless): rebuilt and checked as a reader does
+                const std::vector<uint8_t> full = exact_full(payload, length, shape);
+                exact_info(full.data(), full.size());
+            }
+        } catch (const std::invalid_argument& err) {
+            malformed("tensor " + quoted(name) + ": " + err.what());
+        }
     } catch (const std::invalid_argument& err) {
         throw std::invalid_argument(std::string("cannot write: ") + err.what());
     }

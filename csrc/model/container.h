@@ -138,24 +138,41 @@ private:
     bool finished_ = false;
 };
 
+// Exact payloads in a version-3 file are stored headless (docs/FORMAT.md, "Payloads"): the
+// exact codec's payload (csrc/codecs/exact.h, "WLEX") without its magic, ndim, shape and CRC-32,
+// which the directory already holds (the tensor's shape, and a CRC-32 of every payload). The
+// rest (version, modes, ways, n, K, codebook, tables, streams) is kept byte for byte, so the
+// reader rebuilds the codec's own payload and decodes it with the codec's own decoder.
+//
+// exact_headless: checks a full exact payload (exact_info) and that its shape is `shape`, and
+// strips it; std::invalid_argument otherwise. exact_full: checks the headless framing against
+// the tensor's shape (the version, modes and ways, n <= numel, K's limits, every length within
+// the payload, nothing left over) before it allocates, then rebuilds the full payload (magic,
+// ndim, the shape's varints, the CRC-32 recomputed); FormatError otherwise. The tables and
+// streams are the codec's to check (exact_info, the decoders). For every full payload f of
+// shape s, exact_full(exact_headless(f, s), s) == f.
+std::vector<uint8_t> exact_headless(const uint8_t* full, size_t size, const std::vector<uint64_t>& shape);
+std::vector<uint8_t> exact_full(const uint8_t* headless, size_t size, const std::vector<uint64_t>& shape);
+
 // The bloomier payload (docs/FORMAT.md): varint clusters c, varint false_positives, c float32
-// centroids, varint filter length F, F bytes of a WLBF filter, then optionally an exact-codec
+// centroids, varint filter length F, F bytes of a WLBF filter, then optionally a headless exact
 // payload of the same shape whose kept weights overwrite the filter's values (the outliers).
 struct BloomierPayload {
     std::vector<float> codebook;
     uint64_t false_positives = 0;
     const uint8_t* filter = nullptr;  // into the payload
     size_t filter_size = 0;
-    const uint8_t* outliers = nullptr;  // into the payload; nullptr if there is no outlier section
-    size_t outliers_size = 0;
+    std::vector<uint8_t> outliers;    // the outliers' full exact payload (rebuilt); empty if there are none
 };
 // Splits and checks a payload against the tensor's shape: the framing, a finite codebook of at
 // most 2^value_bits entries, the filter's own validation, kept + false positives <= numel, and
-// the outliers' exact payload and shape. FormatError otherwise.
+// the outliers' headless exact payload (exact_full, exact_info). FormatError otherwise.
 BloomierPayload parse_bloomier(const uint8_t* data, size_t size, const std::vector<uint64_t>& shape);
+// Builds a payload; `outliers` (outliers_size 0: none) is a full exact payload of `shape`,
+// stored headless (exact_headless; std::invalid_argument if it is not one).
 std::vector<uint8_t> bloomier_payload(const float* codebook, size_t clusters, uint64_t false_positives,
                                       const uint8_t* filter, size_t filter_size, const uint8_t* outliers,
-                                      size_t outliers_size);
+                                      size_t outliers_size, const std::vector<uint64_t>& shape);
 
 // float32 -> IEEE half / bfloat16 bits, round to nearest even (as numpy / ml_dtypes); NaN stays
 // a quiet NaN. And half -> float32 (exact).

@@ -272,7 +272,8 @@ Bytes build(const std::vector<Record>& records, const std::string& metadata = ""
 constexpr uint8_t kInt32 = 3, kBool = 0, kFloat32 = 11, kFloat64 = 12;
 
 // A small bloomier payload built with the core library (FORMAT.md, "Bloomier payload").
-Bytes bloomier(uint64_t n, const std::vector<float>& codebook, const Bytes& outliers = {}) {
+Bytes bloomier(uint64_t n, const std::vector<float>& codebook, const Bytes& outliers = {},
+               const std::vector<uint64_t>& shape = {10, 7}) {
     std::vector<uint64_t> keys;
     std::vector<uint32_t> values;
     for (uint64_t p = 0; p < n; p += 3) keys.push_back(p), values.push_back(uint32_t(p % codebook.size()));
@@ -283,7 +284,7 @@ Bytes bloomier(uint64_t n, const std::vector<float>& codebook, const Bytes& outl
     Bytes fb = wl::serialize(f);
     uint64_t fp = wl::count_decoded(f, 0, n, uint32_t(codebook.size())) - keys.size();
     return wl::model::bloomier_payload(codebook.data(), codebook.size(), fp, fb.data(), fb.size(), outliers.data(),
-                                       outliers.size());
+                                       outliers.size(), shape);
 }
 
 int open_status(const Bytes& b, std::string* msg = nullptr) {
@@ -304,6 +305,83 @@ int decode_status(const Bytes& b, std::string* msg, Bytes* out = nullptr) {
     if (out) *out = Bytes(buf.begin(), buf.end() - 1);
     wl_close(m);
     return status;
+}
+
+// Exact payloads in a v3 file are headless (FORMAT.md, "Payloads"): exact_headless strips the
+// codec's magic, ndim, shape and CRC-32; exact_full rebuilds them, byte for byte; the reader
+// decodes the rebuilt payload and refuses a malformed headless one, naming the tensor.
+void test_headless_exact() {
+    std::string msg;
+    const uint64_t positions[] = {0, 5, 6, 11};
+    const uint32_t codes[] = {1, 0, 1, 1};
+    const float book[] = {-0.5f, 2.0f};
+    const std::vector<uint64_t> shape = {3, 4};
+    const Bytes full = wl::exact_encode(positions, codes, 4, shape.data(), 2, book, 2);
+    const Bytes headless = wl::model::exact_headless(full.data(), full.size(), shape);
+    CHECK(headless.size() == full.size() - 11, "headless: 4 + 1 + 2 + 4 bytes fewer");
+    CHECK(headless[0] == full[4] && headless[1] == full[6] && headless[2] == full[7], "version, modes, ways kept");
+    CHECK(wl::model::exact_full(headless.data(), headless.size(), shape) == full, "exact_full rebuilds it exactly");
+    for (const std::vector<uint64_t>& s : {std::vector<uint64_t>{}, {0}, {300, 200}, {1, 1, 1, 1, 129}}) {
+        uint64_t numel = 1;
+        for (uint64_t d : s) numel *= d;
+        const uint64_t pos[] = {0};
+        const uint32_t code[] = {0};
+        const Bytes f = wl::exact_encode(pos, code, numel ? 1 : 0, s.data(), s.size(), book, 1);
+        CHECK(wl::model::exact_full(wl::model::exact_headless(f.data(), f.size(), s).data(),
+                                    wl::model::exact_headless(f.data(), f.size(), s).size(), s) == f,
+              "round trip, ndim " + std::to_string(s.size()));
+    }
+    bool refused = false;
+    try {
+        wl::model::exact_headless(full.data(), full.size(), {4, 3});
+    } catch (const std::invalid_argument&) {
+        refused = true;
+    }
+    CHECK(refused, "exact_headless checks the shape");
+
+    Bytes out;
+    CHECK(decode_status(build({Record{"e", kFloat32, 2, shape, headless}}), &msg, &out) == WL_OK && out.size() == 48,
+          "headless exact tensor: " + msg);
+    bool ok = out.size() == 48;
+    for (size_t i = 0; ok && i < 12; ++i) {
+        float v;
+        std::memcpy(&v, out.data() + 4 * i, 4);
+        ok = v == (i == 5 ? -0.5f : i == 0 || i == 6 || i == 11 ? 2.0f : 0.0f);
+    }
+    CHECK(ok, "it decodes to its weights");
+    CHECK(decode_status(build({Record{"e", kFloat32, 2, shape, full}}), &msg) == WL_ERR_FORMAT,
+          "a full WLEX payload is not a v3 exact payload: " + msg);
+    struct Bad {
+        std::vector<uint64_t> shape;
+        Bytes payload;
+        const char* what;
+    };
+    Bytes extra = headless, cut(headless.begin(), headless.end() - 1), version = headless, modes = headless;
+    extra.push_back(0);
+    version[0] = 2, modes[1] = 0x13;
+    const std::vector<Bad> bad = {
+        {{1, 3}, headless, "kept weights for 3 positions"},
+        {shape, extra, "bytes after the code stream"},
+        {shape, cut, "truncated"},
+        {shape, version, "version 2"},
+        {shape, modes, "modes"},
+        {shape, {}, "truncated"},
+        {std::vector<uint64_t>(33, 1), headless, "32 dimensions"},
+    };
+    for (const Bad& b : bad) {
+        const int status = decode_status(build({Record{"bad\n", kFloat32, 2, b.shape, b.payload}}), &msg);
+        CHECK(status == WL_ERR_FORMAT && msg.find("tensor 'bad\\x0a'") != std::string::npos &&
+                  msg.find(b.what) != std::string::npos,
+              std::string("headless exact payload, ") + b.what + ": " + msg);
+        wl::model::Writer w;
+        refused = false;
+        try {
+            w.append("bad", kFloat32, 2, b.shape, b.payload.data(), b.payload.size());
+        } catch (const std::invalid_argument& e) {
+            refused = std::string(e.what()).find(b.what) != std::string::npos;
+        }
+        CHECK(refused, std::string("the writer refuses it too: ") + b.what);
+    }
 }
 
 void test_built() {
@@ -399,11 +477,24 @@ void test_built() {
         overlay = v == (i == 1 || i == 69 ? 100.0f : i == 2 ? -50.0f : base);
     }
     CHECK(overlay, "outliers overwrite the filter's values at their positions only");
+    // The outliers are stored headless (their shape is the record's): a payload is built only
+    // from outliers of the tensor's shape.
     const uint64_t other[] = {7, 10};
     const Bytes wrong = wl::exact_encode(positions, codes, 3, other, 2, big, 2);
-    CHECK(decode_status(build({Record{"w", kFloat32, 1, {10, 7}, bloomier(70, codebook, wrong)}}), &msg) ==
-              WL_ERR_FORMAT,
-          "outliers of another shape: " + msg);
+    bool refused = false;
+    try {
+        bloomier(70, codebook, wrong);
+    } catch (const std::invalid_argument& e) {
+        refused = std::string(e.what()).find("shape") != std::string::npos;
+    }
+    CHECK(refused, "outliers of another shape are not written");
+    const Bytes with = bloomier(70, codebook, ex), without = bloomier(70, codebook);
+    CHECK(with.size() == without.size() + ex.size() - 11, "the outliers are stored without magic, ndim, shape, CRC");
+    // Headless outliers whose kept count exceeds the tensor's: refused, naming the tensor.
+    CHECK(decode_status(build({Record{"w", kFloat32, 1, {10, 7}, with}}), &msg) == WL_OK, msg);
+    CHECK(decode_status(build({Record{"small", kFloat32, 1, {4, 1}, with}}), &msg) == WL_ERR_FORMAT &&
+              msg.find("'small'") != std::string::npos,
+          "outliers of a larger tensor: " + msg);
     // float16 payloads: 2 bytes per element, widened exactly.
     const Bytes halves = {0x00, 0x3C, 0x01, 0x00, 0x00, 0xFC};  // 1.0, the smallest subnormal, -inf
     CHECK(decode_status(build({Record{"h", kFloat32, 3, {3}, halves}}), &msg, &out) == WL_OK && out.size() == 12,
@@ -467,5 +558,6 @@ int main(int argc, char** argv) {
         test_basic_metadata(dir);
         test_malformed_golden(dir);
         test_built();
+        test_headless_exact();
     });
 }

@@ -3,7 +3,8 @@
 // threads, the next two its shape (rows, columns), the rest is the payload.
 //
 // The harness fixes the checksum the fuzzer cannot forge (the filter's CRC-32 where the
-// payload's framing places it), wraps the payload in a well-formed .wl v3 container, and
+// payload's framing places it; the outliers section is a headless exact payload, without a
+// CRC-32 of its own, so mutations of it reach the exact codec's checks), wraps the payload in a well-formed .wl v3 container, and
 // decodes it with wl_decode_tensor under the default instruction set and the scalar reference.
 // Outputs within the budget are checked for guard bytes and byte-identity; larger ones must be
 // refused for a small buffer.

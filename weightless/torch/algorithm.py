@@ -93,7 +93,7 @@ class LayerResult:
     that reproduce it with `weightless.compress` (`codec` among them), the clustered weight
     before encoding (what the .wl file re-encodes) and the accuracies around the step (None
     without evaluation data). `candidates`: for codec="auto", every encoding tried, with its
-    bytes and held-out accuracy after retraining."""
+    bytes in a .wl file (`file_nbytes`) and held-out accuracy after retraining."""
 
     name: str
     encoded: Encoding
@@ -269,7 +269,7 @@ def algorithm1(
         say(f"{spec.name}: {layer.kept} kept ({layer.kept / layer.size:.2%}), {len(layer.codebook)} clusters, "
             + (f"t = {layer.cell_bits}, arity {options['arity']}, {layer.false_positives} false positives, "
                if isinstance(layer, EncodedLayer) else "exact, ")
-            + f"{layer.nbytes} bytes")
+            + f"{file_nbytes(layer)} bytes")
         accuracy_retrained = acc()
         encoded_names.append(spec.name)
         results.append(LayerResult(spec.name, layer, options, clustered, accuracy_clustered, accuracy_encoded,
@@ -332,7 +332,7 @@ def _choose_codec(model: nn.Module, spec: LayerSpec, x_select: ArrayLike, y_sele
     exact, exact_options, clustered = _encode(model, dataclasses.replace(spec, codec="exact", cell_bits=None),
                                               x_select, y_select)
     reference, before, state = try_encoding(exact)
-    tried = [{"codec": "exact", "bytes": exact.nbytes, "holdout_accuracy": reference}]
+    tried = [{"codec": "exact", "bytes": file_nbytes(exact), "holdout_accuracy": reference}]
     best: tuple[Encoding, dict[str, Any], float | None, dict[str, torch.Tensor]] = (exact, exact_options, before,
                                                                                        state)
     cell_bits = spec.cell_bits if isinstance(spec.cell_bits, tuple) else (spec.cell_bits,)
@@ -345,7 +345,7 @@ def _choose_codec(model: nn.Module, spec: LayerSpec, x_select: ArrayLike, y_sele
         assert isinstance(layer, EncodedLayer)
         row: dict[str, Any] = {"codec": "bloomier", "cell_bits": layer.cell_bits, "bytes": layer.nbytes,
                                "false_positives": layer.false_positives}
-        if layer.nbytes < best[0].nbytes:
+        if layer.nbytes < file_nbytes(best[0]):
             held_out, before, state = try_encoding(layer)
             row["holdout_accuracy"] = held_out
             if held_out >= reference - spec.accuracy_tolerance:
@@ -354,6 +354,12 @@ def _choose_codec(model: nn.Module, spec: LayerSpec, x_select: ArrayLike, y_sele
     model.load_state_dict(best[3])
     _freeze_through(model, spec.name)
     return best[0], best[1], clustered, tried, best[2]
+
+
+def file_nbytes(encoding: Encoding) -> int:
+    """Bytes of the encoding's payload in a .wl file: `nbytes` of a filter, `payload_nbytes` of an
+    exact layer (stored headless, its shape and CRC-32 in the directory)."""
+    return encoding.payload_nbytes if isinstance(encoding, ExactLayer) else encoding.nbytes
 
 
 def _describe(layer: Encoding) -> str:

@@ -1,5 +1,6 @@
 """Size / test error of the whole-model MNIST records (bench/results/*.json, from `weightless
-record`) beside published whole-model results: docs/img/records.png.
+record`) beside published whole-model results: docs/img/records.png; and the per-tensor table
+of docs/RESULTS.md (codec chosen, candidates, information bound, DC-style, CSR + zstd), printed.
 
     python3 bench/plot_records.py [--out docs/img/records.png]
 
@@ -32,6 +33,31 @@ PUBLISHED = [
 ]
 
 
+def table(record: dict) -> str:
+    """docs/RESULTS.md's per-tensor table of one record file."""
+    pct = lambda a: f"{100 * a:.2f}%"  # noqa: E731
+    lines = ["| tensor | kept | clusters | stored as | bytes | candidates (bytes, held-out accuracy) "
+             "| information bound | DC-style 5-bit / best | CSR + zstd |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [(L["name"], L) for L in record["layers"]] + list(record["biases"].items())
+    kinds = {t["name"]: t for t in record["tensors"]}
+    for name, L in sorted(rows, key=lambda r: [t["name"] for t in record["tensors"]].index(r[0])):
+        kept = f"{L['kept']:,} ({pct(L['density'])})" if "kept" in L else "all"
+        codec = L.get("codec", "exact")
+        if codec == "bloomier":
+            codec = f"filter, t = {L['options']['cell_bits']}"
+        tried = "; ".join(("exact" if c["codec"] == "exact" else f"t = {c['cell_bits']}") + f" {c['bytes']:,}"
+                          + (f" ({pct(c['holdout_accuracy'])})" if "holdout_accuracy" in c else "")
+                          for c in L.get("candidates", [])) or "-"
+        lines.append(f"| {name} | {kept} | {L['clusters']} | {codec} | {kinds[name]['bytes']:,} | {tried} "
+                     f"| {L['information_bound_bytes']:,.0f} | {L['dc_bytes_5bit_index']:,} / {L['dc_bytes']:,} "
+                     f"| {L['csr_zstd_bytes']:,} |")
+    wl = record["wl"]
+    lines.append(f"\nWhole file {wl['bytes']:,} bytes ({wl['compression']:.0f}x), of which payloads "
+                 f"{wl['payload_bytes']:,}; test accuracy from the file {pct(wl['accuracy']['test'])} "
+                 f"(baseline {pct(record['baseline']['test'])}, after surgery {pct(record['pruned']['test'])}).")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "img" / "records.png"))
@@ -50,6 +76,7 @@ def main() -> None:
         record = RESULTS / f"{model}.json"
         if record.exists():
             r = json.loads(record.read_text())
+            print(f"### {model}\n\n{table(r)}\n")
             ax.scatter([r["wl"]["bytes"] / 1000], [100 * (1 - r["wl"]["accuracy"]["test"])], marker="*", s=160,
                        color="C0", label="weightless (this repo)", zorder=3)
             ax.axvline(r["targets"]["bytes"] / 1000, color="gray", ls=":", lw=0.8)

@@ -94,6 +94,10 @@ _ENCODE_DEFAULTS = {
     p.name: p.default for p in inspect.signature(encode_layer).parameters.values() if p.kind is p.KEYWORD_ONLY
 }
 _UNRECORDED = ("threads",)
+# What an encoded tensor's recorded options hold unless the metadata says otherwise (it stores
+# only the options that differ from these).
+_RECORDED_DEFAULTS = {k: v for k, v in _ENCODE_DEFAULTS.items() if k not in _UNRECORDED} | {
+    "codec": "auto", "max_error": DEFAULT_MAX_ERROR}
 
 
 #: What `compress(layers=...)` takes: None (the default choice), names or glob patterns, or a
@@ -151,10 +155,16 @@ class TensorEntry:
         """What the metadata blob records of this tensor (informative; the payload defines it)."""
         d: dict[str, Any] = {}
         if self.kind in _CODED:
-            d.update(options=self.options, kept=self.kept, clusters=self.clusters)
+            # Only the options that differ from the defaults: a reader fills in the rest.
+            options = {k: v for k, v in (self.options or {}).items()
+                       if k not in _RECORDED_DEFAULTS or _RECORDED_DEFAULTS[k] != v}
+            d.update(options=options, kept=self.kept, clusters=self.clusters)
         if self.kind == "encoded":
             d.update(cell_bits=self.cell_bits, false_positives=self.false_positives)
-        for key in ("relative_error", "relative_error_clustered", "baselines", "candidates"):
+        for key in ("relative_error", "relative_error_clustered"):
+            if getattr(self, key) is not None:
+                d[key] = float(f"{getattr(self, key):.6g}")  # a measurement: 6 digits say it
+        for key in ("baselines", "candidates"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         return d
@@ -618,7 +628,7 @@ def _recorded(d: Any, where: str, kind: str) -> dict[str, Any]:
     if kind in _CODED:
         if d.get("options") is not None and not isinstance(d["options"], dict):
             raise ValueError(f"{where}: options must be a JSON object")
-        out["options"] = d.get("options")
+        out["options"] = None if d.get("options") is None else {**_RECORDED_DEFAULTS, **d["options"]}
     for key in ("relative_error", "relative_error_clustered"):
         v = d.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf):

@@ -66,11 +66,13 @@ def main() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=80)
     for ax, model in zip(axes, ("lenet-5", "lenet-300-100")):
-        methods = sorted({m for m, mod, _, _ in PUBLISHED if mod == model})
-        for i, method in enumerate(methods):
+        everyone = sorted({m for m, _, _, _ in PUBLISHED})  # one colour per method in both panels
+        for method in sorted({m for m, mod, _, _ in PUBLISHED if mod == model}):
+            i = everyone.index(method)
             pts = [(DENSE[model] / f / 1000, 100 * e) for m, mod, f, e in PUBLISHED if mod == model and m == method]
             ax.scatter(*zip(*pts), marker="s", color=f"C{i + 1}", label=method)
         record = RESULTS / f"{model}.json"
@@ -82,6 +84,9 @@ def main() -> None:
             ax.axvline(r["targets"]["bytes"] / 1000, color="gray", ls=":", lw=0.8)
             ax.axhline(100 * (1 - r["targets"]["accuracy"]), color="gray", ls=":", lw=0.8)
         ax.set_xscale("log")
+        ticks = [t for t in (1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("whole model (kB, log)")
         ax.set_ylabel("test error (%)")
         ax.set_title(model, fontsize=10)

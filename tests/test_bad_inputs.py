@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 import pytest
 from conftest import missing, requires
+from wl_v3 import DTYPES, build, parse, put_varint, varint
 
 from weightless.cli import main as cli_main
 from weightless.codec import EncodedLayer
@@ -73,77 +74,32 @@ def _good_bytes(tmp_path: Path) -> bytes:
     return path.read_bytes()
 
 
-_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16",
-           "float32", "float64")
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        b = data[at]
-        at += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return v, at
-
-
-def _put_varint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append(v & 0x7F | 0x80)
-        v >>= 7
-    return bytes(out + bytes([v]))
-
-
 def _split(data: bytes) -> tuple[dict, list[bytes]]:
     """The directory (as {"tensors": records, "metadata": bytes}) and the payloads of a
     well-formed version 3 .wl file (docs/FORMAT.md)."""
-    dir_len, meta_len = struct.unpack_from("<II", data, len(data) - 16)
-    dir_start = len(data) - 16 - meta_len - dir_len
-    d = data[dir_start : dir_start + dir_len]
-    count, at = _varint(d, 0)
-    records, blobs, offset = [], [], 8
-    for _ in range(count):
-        n, at = _varint(d, at)
-        name = d[at : at + n].decode()
-        dtype, codec, ndim = d[at + n : at + n + 3]
-        at += n + 3
-        shape = []
-        for _ in range(ndim):
-            x, at = _varint(d, at)
-            shape.append(x)
-        length, at = _varint(d, at)
-        records.append({"name": name, "dtype": _DTYPES[dtype], "codec": codec, "shape": shape,
-                        "crc32": struct.unpack_from("<I", d, at)[0]})
-        at += 4
-        blobs.append(data[offset : offset + length])
-        offset += length
-    return {"tensors": records, "metadata": data[dir_start + dir_len : len(data) - 16]}, blobs
+    records, _, metadata = parse(data)
+    blobs = [data[r["offset"] : r["offset"] + r.pop("length")] for r in records]
+    return {"tensors": records, "metadata": metadata}, blobs
 
 
 def _join(header: dict, blobs: list[bytes], fix_crcs: bool = True) -> bytes:
-    """A container around these payloads with consistent lengths and (optionally) CRCs."""
-    directory = bytearray(_put_varint(len(header["tensors"])))
+    """A container around these payloads with consistent lengths (unless a record gives its own)
+    and (optionally) CRCs; a dtype name the format does not know gets the id 200."""
+    records = []
     for e, blob in zip(header["tensors"], blobs):
         if fix_crcs:
             e["crc32"] = zlib.crc32(blob)
-        name = e["name"].encode()
-        dtype = _DTYPES.index(e["dtype"]) if e["dtype"] in _DTYPES else 200
-        directory += _put_varint(len(name)) + name + bytes([dtype, e["codec"], len(e["shape"])])
-        directory += b"".join(_put_varint(x) for x in e["shape"]) + _put_varint(e.get("length", len(blob)))
-        directory += struct.pack("<I", e["crc32"])
-    metadata = header["metadata"]
-    trailer = struct.pack("<III4s", len(directory), len(metadata), zlib.crc32(bytes(directory) + metadata), b"WLMF")
-    return b"WLMF\x03\x00\x00\x00" + b"".join(blobs) + bytes(directory) + metadata + trailer
+        dtype = e["dtype"] if e["dtype"] in DTYPES else 200
+        records.append({**e, "dtype": dtype, "length": e.get("length", len(blob))})
+    return build(records, b"".join(blobs), header["metadata"])
 
 
 def _filter_span(blob: bytes) -> tuple[int, int]:
     """Where the filter lies in a bloomier payload: varint clusters, varint false positives,
     codebook, varint filter length, filter."""
-    k, at = _varint(blob, 0)
-    _, at = _varint(blob, at)
-    flen, at = _varint(blob, at + 4 * k)
+    k, at = varint(blob, 0)
+    _, at = varint(blob, at)
+    flen, at = varint(blob, at + 4 * k)
     return at, at + flen
 
 
@@ -162,9 +118,9 @@ def _edit_filter(data: bytes, name: str, edit: Callable[[bytes], bytes]) -> byte
     def on_layer(blob: bytes) -> bytes:
         a, b = _filter_span(blob)
         f = edit(blob[a:b])
-        k, at = _varint(blob, 0)
-        _, at = _varint(blob, at)
-        return blob[: at + 4 * k] + _put_varint(len(f)) + f + blob[b:]
+        k, at = varint(blob, 0)
+        _, at = varint(blob, at)
+        return blob[: at + 4 * k] + put_varint(len(f)) + f + blob[b:]
 
     return _edit_layer(data, name, on_layer)
 
@@ -546,7 +502,7 @@ def test_non_finite_weights_are_refused(tmp_path, capsys, bad, via):
 
 def test_non_finite_codebook_in_a_file(tmp_path, capsys, wl_decode):
     def nan_codebook(blob: bytes) -> bytes:
-        _, at = _varint(blob, _varint(blob, 0)[1])  # past clusters and false positives
+        _, at = varint(blob, varint(blob, 0)[1])  # past clusters and false positives
         return blob[:at] + struct.pack("<f", float("nan")) + blob[at + 4 :]
 
     data = _edit_layer(_good_bytes(tmp_path), "fc.weight", nan_codebook)

@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 import pytest
 from conftest import missing, requires
+from wl_v3 import build, parse, put_varint, varint
 
 from weightless import __version__, _core, container
 from weightless.cluster import kmeans_1d
@@ -311,77 +312,11 @@ def test_every_flipped_byte_is_rejected(tmp_path):
 
 # --------------------------------------------------------------------------- the layout, independently
 
-_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16",
-           "float32", "float64")
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        b = data[at]
-        at += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return v, at
-
-
-def _put_varint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append(v & 0x7F | 0x80)
-        v >>= 7
-    return bytes(out + bytes([v]))
-
-
-def _parse(data: bytes) -> tuple[list[dict], bytes, bytes]:
-    """(directory records, payload area, metadata) of a version 3 file, following docs/FORMAT.md."""
-    magic, version, flags = struct.unpack_from("<4sHH", data)
-    assert (magic, version, flags) == (b"WLMF", 3, 0)
-    dir_len, meta_len, crc, magic2 = struct.unpack_from("<III4s", data, len(data) - 16)
-    assert magic2 == b"WLMF"
-    dir_start = len(data) - 16 - meta_len - dir_len
-    directory, metadata = data[dir_start : dir_start + dir_len], data[dir_start + dir_len : len(data) - 16]
-    assert zlib.crc32(directory + metadata) == crc
-    count, at = _varint(directory, 0)
-    records, offset = [], 8
-    for _ in range(count):
-        n, at = _varint(directory, at)
-        name = directory[at : at + n].decode()
-        dtype, codec, ndim = directory[at + n : at + n + 3]
-        at += n + 3
-        shape = []
-        for _ in range(ndim):
-            d, at = _varint(directory, at)
-            shape.append(d)
-        length, at = _varint(directory, at)
-        (crc,) = struct.unpack_from("<I", directory, at)
-        at += 4
-        records.append({"name": name, "dtype": _DTYPES[dtype], "codec": codec, "shape": shape, "offset": offset,
-                        "length": length, "crc32": crc})
-        offset += length
-    assert at == len(directory) and offset == dir_start
-    return records, data[8:dir_start], metadata
-
-
-def _build(records: list[dict], area: bytes, metadata: bytes = b"") -> bytes:
-    """A file whose directory says what `records` say (offsets implied), whatever that is."""
-    directory = bytearray(_put_varint(len(records)))
-    for r in records:
-        name = r["name"].encode("utf-8", "surrogatepass")
-        directory += _put_varint(len(name)) + name + bytes([_DTYPES.index(r["dtype"]) if isinstance(r["dtype"], str)
-                                                             else r["dtype"], r["codec"], len(r["shape"])])
-        directory += b"".join(_put_varint(d) for d in r["shape"]) + _put_varint(r["length"])
-        directory += struct.pack("<I", r["crc32"])
-    trailer = struct.pack("<III4s", len(directory), len(metadata), zlib.crc32(bytes(directory) + metadata), b"WLMF")
-    return b"WLMF" + struct.pack("<HH", 3, 0) + area + bytes(directory) + metadata + trailer
-
-
 def test_layout_follows_the_spec(tmp_path):
     state = _model()
     compress(state, tmp_path / "m.wl", **OPTIONS)
     data = (tmp_path / "m.wl").read_bytes()
-    records, _, metadata = _parse(data)
+    records, _, metadata = parse(data)
     info = json.loads(metadata)
     back = decompress(tmp_path / "m.wl")
     for r in records:
@@ -392,11 +327,11 @@ def test_layout_follows_the_spec(tmp_path):
         else:
             # bloomier: varint clusters, varint false positives, codebook, varint filter length, filter.
             assert r["codec"] == 1
-            k, at = _varint(payload, 0)
-            fps, at = _varint(payload, at)
+            k, at = varint(payload, 0)
+            fps, at = varint(payload, at)
             assert fps == info["tensors"][r["name"]]["false_positives"]
             codebook = np.frombuffer(payload, "<f4", k, at)
-            flen, at = _varint(payload, at + 4 * k)
+            flen, at = varint(payload, at + 4 * k)
             assert at + flen == len(payload)  # no outliers section
             f = BloomierFilter.from_bytes(payload[at:])
             values = f.lookup_range(0, math.prod(r["shape"]))
@@ -407,10 +342,10 @@ def test_layout_follows_the_spec(tmp_path):
 
 def _mutated(tmp_path, mutate, model=None) -> bytes:
     compress(model or _small_model(), tmp_path / "m.wl", layers=["w"], overwrite=True)
-    records, area, metadata = _parse((tmp_path / "m.wl").read_bytes())
+    records, area, metadata = parse((tmp_path / "m.wl").read_bytes())
     area = bytearray(area)
     mutate(records, area)
-    return _build(records, bytes(area), metadata)
+    return build(records, bytes(area), metadata)
 
 
 def _set(index, key, value):
@@ -459,10 +394,10 @@ def test_payloads_are_checked_against_the_directory(tmp_path, mutate, message):
 
 def test_metadata_statistics_are_checked_against_the_payload(tmp_path):
     compress(_small_model(), tmp_path / "m.wl", layers=["w"])
-    records, area, metadata = _parse((tmp_path / "m.wl").read_bytes())
+    records, area, metadata = parse((tmp_path / "m.wl").read_bytes())
     info = json.loads(metadata)
     info["tensors"]["w"]["kept"] += 1
-    (tmp_path / "bad.wl").write_bytes(_build(records, area, json.dumps(info).encode()))
+    (tmp_path / "bad.wl").write_bytes(build(records, area, json.dumps(info).encode()))
     with open_container(tmp_path / "bad.wl") as c:
         with pytest.raises(ValueError, match="does not match its recorded statistics"):
             c.encoded_layer("w")
@@ -503,8 +438,8 @@ def test_bad_preambles_and_trailers(tmp_path, edit, message):
                                            (b"{", "bad metadata"), (b'{"tensors": {"w": 3}}', "not a JSON object")])
 def test_bad_metadata(tmp_path, text, message):
     compress(_small_model(), tmp_path / "m.wl", layers=["w"])
-    records, area, _ = _parse((tmp_path / "m.wl").read_bytes())
-    (tmp_path / "bad.wl").write_bytes(_build(records, area, text))
+    records, area, _ = parse((tmp_path / "m.wl").read_bytes())
+    (tmp_path / "bad.wl").write_bytes(build(records, area, text))
     with pytest.raises(ValueError, match=r"malformed \.wl file: .*" + message):
         open_container(tmp_path / "bad.wl")
 
@@ -644,16 +579,16 @@ def test_outliers_overlay_agrees_between_python_and_the_core():
 
 def _wlex_from_headless(headless: bytes, shape: list[int]) -> bytes:
     """The exact codec payload a v3 reader rebuilds (docs/FORMAT.md, "Headless exact payload")."""
-    body = b"WLEX" + headless[:1] + bytes([len(shape)]) + headless[1:3] + b"".join(map(_put_varint, shape))
+    body = b"WLEX" + headless[:1] + bytes([len(shape)]) + headless[1:3] + b"".join(map(put_varint, shape))
     body += headless[3:]
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def _split_bloomier(payload: bytes) -> bytes:
     """The outliers section of a bloomier payload (docs/FORMAT.md, "Bloomier payload")."""
-    clusters, at = _varint(payload, 0)
-    _, at = _varint(payload, at)
-    filter_len, at = _varint(payload, at + 4 * clusters)
+    clusters, at = varint(payload, 0)
+    _, at = varint(payload, at)
+    filter_len, at = varint(payload, at + 4 * clusters)
     return payload[at + filter_len :]
 
 
@@ -665,7 +600,7 @@ def test_exact_payloads_are_headless_as_the_spec_says(golden):
     path = os.path.join(os.path.dirname(__file__), "data", golden)
     with open(path, "rb") as f:
         data = f.read()
-    records, area, _ = _parse(data)
+    records, area, _ = parse(data)
     seen = 0
     with open_container(path) as c:
         for r in records:
@@ -682,14 +617,14 @@ def test_exact_payloads_are_headless_as_the_spec_says(golden):
             seen += 1
             assert full[:4] == b"WLEX" and headless[:1] != b"W"
             assert _wlex_from_headless(headless, r["shape"]) == full
-            assert len(full) - len(headless) == 9 + sum(len(_put_varint(d)) for d in r["shape"])
+            assert len(full) - len(headless) == 9 + sum(len(put_varint(d)) for d in r["shape"])
     assert seen >= 3
 
 
 def _exact_file(tmp_path, payload: bytes, shape: list[int], name: str = "w") -> str:
     path = str(tmp_path / "e.wl")
     with open(path, "wb") as f:
-        f.write(_build([{"name": name, "dtype": "float32", "codec": 2, "shape": shape, "length": len(payload),
+        f.write(build([{"name": name, "dtype": "float32", "codec": 2, "shape": shape, "length": len(payload),
                          "crc32": zlib.crc32(payload)}], payload))
     return path
 

@@ -457,6 +457,7 @@ def test_without_metadata_statistics_come_from_the_payloads(tmp_path):
             assert a.read(name).tobytes() == b.read(name).tobytes()
 
 
+@requires("ml_dtypes")  # for the bfloat16 tensor among them
 def test_float16_storage_of_small_tensors(tmp_path):
     import ml_dtypes
 

@@ -146,13 +146,22 @@ def test_centroid_fine_tuning_sums_gradients_per_cluster_and_keeps_codes():
 # --------------------------------------------------------------------------- Algorithm 1
 
 
-def run_algorithm1(seed: int, tmp_path, cell_bits: int = 5):
+def pruned_mlp(seed: int = 0, bake: bool = True):
+    """The test MLP trained on blobs, then fc1 and fc2 through surgery to 30% (masks baked in, or
+    left as fixed-mask parametrizations)."""
     x, y = blobs(512, seed=1)
     model = mlp(seed)
     wt.train(model, x, y, epochs=2, batch_size=64, seed=seed)
     dns = wt.DynamicSurgery(model, {"fc1": 0.3, "fc2": 0.3})
     wt.train(model, x, y, epochs=2, batch_size=64, seed=seed + 1, on_step=dns.on_step)
     dns.finish()
+    if bake:
+        wt.bake(model)
+    return model, x, y
+
+
+def run_algorithm1(seed: int, tmp_path, cell_bits: int = 5):
+    model, x, y = pruned_mlp(seed, bake=False)
     specs = [wt.LayerSpec("fc1", clusters=4, cell_bits=cell_bits, finetune_epochs=1, retrain_epochs=1, seed=seed),
              wt.LayerSpec("fc2", clusters=4, cell_bits=cell_bits + 1, arity="best", finetune_epochs=1,
                           retrain_epochs=1, seed=seed)]
@@ -194,17 +203,6 @@ def test_algorithm1_freezes_encoded_layers_and_the_wl_file_decodes_to_the_model(
     half = weightless.decompress(tmp_path / "h.wl")
     assert half["fc3.weight"].dtype == np.float16
     np.testing.assert_array_equal(half["fc1.weight"], restored["fc1.weight"])
-
-
-def pruned_mlp(seed: int = 0):
-    x, y = blobs(512, seed=1)
-    model = mlp(seed)
-    wt.train(model, x, y, epochs=2, batch_size=64, seed=seed)
-    dns = wt.DynamicSurgery(model, {"fc1": 0.3, "fc2": 0.3})
-    wt.train(model, x, y, epochs=2, batch_size=64, seed=seed + 1, on_step=dns.on_step)
-    dns.finish()
-    wt.bake(model)
-    return model, x, y
 
 
 def test_algorithm1_exact_codec_stores_the_clustered_weight_without_false_positives(tmp_path):

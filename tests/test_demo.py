@@ -59,7 +59,8 @@ def _without_torch(code: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env)
 
 
-@pytest.mark.parametrize("argv", [["demo"], ["reproduce", "--model", "lenet-300-100", "--out", "unused", "--quick"]])
+@pytest.mark.parametrize("argv", [["demo"], ["reproduce", "--model", "lenet-300-100", "--out", "unused", "--quick"],
+                                  ["record", "--model", "lenet-5", "--out", "unused"]])
 def test_without_torch_the_commands_say_which_extra_in_one_line(argv):
     done = _without_torch(f"from weightless.cli import main; sys.exit(main({argv!r}))")
     assert done.returncode == 1, done.stderr
@@ -71,7 +72,7 @@ def test_without_torch_the_commands_say_which_extra_in_one_line(argv):
 def test_help_and_the_core_commands_need_neither_torch_nor_the_experiments(tmp_path):
     code = ("from weightless.cli import build_parser, main\n"
             "text = build_parser().format_help()\n"
-            "assert 'demo' in text and 'reproduce' in text, text\n"
+            "assert 'demo' in text and 'reproduce' in text and 'record' in text, text\n"
             f"assert main(['inspect', {str(tmp_path / 'missing.wl')!r}]) == 1\n"
             "loaded = [m for m, v in sys.modules.items() if v is not None]\n"
             "print(sorted(m for m in loaded if m.startswith(('weightless.experiments.', 'torch'))))")

@@ -15,8 +15,9 @@ choose anything.
 
 Writes OUT/MODEL.wl, OUT/MODEL.json (configuration, seeds, per-layer codec and candidates,
 bytes, accuracies, wall time) and OUT/MODEL.baseline.npz (the trained float32 model the run
-started from). Resumable: the baseline and the pruned model are kept in OUT/.work/ (seeded:
-a rerun with the same seed and thread count repeats the same steps); delete it to start over.
+started from). Resumable: the baseline and the pruned model are kept in OUT/.work/ under a
+digest of their settings (seeded; a run that loads them is not always byte-identical to the one
+that trained them); delete it to start over.
 """
 
 from __future__ import annotations
